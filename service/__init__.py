@@ -1,0 +1,1 @@
+"""The serving side: ONNX Runtime + numpy + Pillow behind BentoML. Never imports torch or training/."""

@@ -1,0 +1,51 @@
+"""MNIST-style IDX files (gzip'd), read with numpy: no torchvision, no download."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+
+# Relative to the repository root, where the team keeps the official bytes (see its README).
+DEFAULT_DATA_ROOT = Path(os.environ.get("GAN_DATA_ROOT", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
+
+IDX_DATASETS = {"mnist": "mnist", "fashion-mnist": "fashion-mnist"}
+_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+
+
+class DatasetNotFound(FileNotFoundError):
+    pass
+
+
+def load_idx(path: Path) -> np.ndarray:
+    raw = gzip.open(path).read()
+    if raw[0] != 0 or raw[1] != 0 or raw[2] != 8:
+        raise ValueError(f"{path}: not an unsigned-byte IDX file (magic {raw[:4].hex()})")
+    ndim = raw[3]
+    dims = np.frombuffer(raw, ">u4", count=ndim, offset=4).astype(int)
+    return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def load_split(name: str, split: str = "train", root: Path | str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(images (N, 28, 28) uint8, labels (N,) uint8)`` of ``mnist`` or ``fashion-mnist``."""
+    if name not in IDX_DATASETS:
+        raise ValueError(f"unknown IDX dataset {name!r}; choose one of {sorted(IDX_DATASETS)}")
+    if split not in _FILES:
+        raise ValueError(f"unknown split {split!r}; choose 'train' or 'test'")
+    folder = Path(root or DEFAULT_DATA_ROOT).resolve() / IDX_DATASETS[name]
+    paths = [folder / f for f in _FILES[split]]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise DatasetNotFound(
+            f"dataset {name!r} ({split}) not found: missing {', '.join(missing)}. "
+            "Pass --data-root (or set GAN_DATA_ROOT) to the folder holding mnist/ and fashion-mnist/."
+        )
+    images, labels = (load_idx(p) for p in paths)
+    if len(images) != len(labels):
+        raise ValueError(f"{folder}: {len(images)} images but {len(labels)} labels")
+    return images, labels
