@@ -1,0 +1,278 @@
+"""THE one loader of exported model folders (docs/model-format.md): manifests, sha256, ORT sessions.
+
+Broken models (missing or invalid model.json, missing ONNX file, sha256 mismatch, a graph ONNX
+Runtime rejects or whose tensors do not match the manifest):
+
+- if the broken model is the default one (``GAN_DEFAULT_MODEL``, or when unset the first folder
+  name in sorted order) or no model works at all, loading fails with ``ModelStoreError`` naming
+  the file, and the server does not start: a server without its default model would answer every
+  plain request with an error, which is worse than not starting;
+- otherwise the working models are served, the broken one is logged and listed under ``broken``
+  in ``GET /models`` with its error, so one bad export cannot take the others down.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from service.latents import latents
+from service.manifest import Manifest, ManifestError, OnnxFile, read_manifest
+from service.settings import Settings
+
+log = logging.getLogger("gan.model_store")
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+
+# Severity 3 = errors only: ORT's warnings about unused initialisers etc. drown the start-up log.
+ort.set_default_logger_severity(3)
+
+
+class ModelStoreError(RuntimeError):
+    """The service cannot start with these models or this provider; the message says why."""
+
+
+class UnknownModelError(KeyError):
+    """A request named a model that is not served."""
+
+    def __init__(self, name: str, served: Sequence[str]) -> None:
+        super().__init__(name)
+        self.name = name
+        self.served = list(served)
+
+
+class _BrokenModelError(Exception):
+    """One model folder is unusable; caught by the store, which applies the policy above."""
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    directory: Path
+    manifest: Manifest
+    generator: ort.InferenceSession
+    discriminator: ort.InferenceSession
+
+    @property
+    def providers(self) -> list[str]:
+        return list(self.generator.get_providers())
+
+    def generate(self, z: np.ndarray) -> np.ndarray:
+        """``(B, z_dim)`` float32 -> ``(B, C, H, W)`` float32 in ``image.value_range``."""
+        spec = self.manifest.generator
+        out = self.generator.run([spec.output], {spec.input: z})[0]
+        return np.asarray(out, dtype=np.float32)
+
+    def discriminate(self, images: np.ndarray) -> np.ndarray:
+        """``(B, C, H, W)`` float32 -> ``(B,)`` float32 logits."""
+        spec = self.manifest.discriminator
+        out = self.discriminator.run([spec.output], {spec.input: images})[0]
+        return np.asarray(out, dtype=np.float32).reshape(images.shape[0])
+
+
+@dataclass(frozen=True)
+class BrokenModel:
+    name: str
+    directory: Path
+    error: str
+
+
+@dataclass
+class ModelStore:
+    models: dict[str, LoadedModel]
+    broken: dict[str, BrokenModel]
+    default_name: str
+    provider: str
+    requested_provider: str
+    notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, settings: Settings, *, cpu_only: bool = False) -> ModelStore:
+        """Load every folder under ``settings.models_dir``; ``cpu_only`` is the cheap pre-flight
+        check run by the ``bentoml serve`` parent process, which must not grab a GPU."""
+        candidates = _candidate_dirs(settings.models_dir)
+        default_name = settings.default_model or candidates[0].name
+        if default_name not in {d.name for d in candidates}:
+            raise ModelStoreError(
+                f"GAN_DEFAULT_MODEL={default_name!r}: no such folder in {settings.models_dir} "
+                f"(found: {', '.join(d.name for d in candidates)})"
+            )
+        providers = _provider_chain(settings.provider, cpu_only=cpu_only)
+        options = _session_options()
+
+        models: dict[str, LoadedModel] = {}
+        broken: dict[str, BrokenModel] = {}
+        for directory in candidates:
+            try:
+                models[directory.name] = _load_model(directory, providers, options)
+            except _BrokenModelError as exc:
+                if directory.name == default_name:
+                    raise ModelStoreError(
+                        f"default model {default_name!r} is broken: {exc}"
+                    ) from None
+                log.error("model %r is broken and will not be served: %s", directory.name, exc)
+                broken[directory.name] = BrokenModel(directory.name, directory, str(exc))
+
+        notes: list[str] = []
+        active = models[default_name].providers[0]
+        if settings.provider == "cuda" and not cpu_only and active != CUDA:
+            raise ModelStoreError(
+                f"GAN_PROVIDER=cuda, but ONNX Runtime runs the models on {active} "
+                "(CUDA did not initialise: check the driver, CUDA/cuDNN libraries, "
+                "onnxruntime-gpu); use GAN_PROVIDER=auto to fall back to CPU"
+            )
+        if settings.provider == "auto" and CUDA in providers and active != CUDA:
+            notes.append(f"CUDA is installed but did not initialise; running on {active}")
+        for note in notes:
+            log.warning(note)
+        return cls(models, broken, default_name, active, settings.provider, notes)
+
+    def get(self, name: str | None) -> LoadedModel:
+        model = self.models.get(self.default_name if name is None else name)
+        if model is None:
+            raise UnknownModelError(str(name), sorted(self.models))
+        return model
+
+    def describe(self) -> dict[str, Any]:
+        """The ``GET /models`` body (without settings)."""
+        return {
+            "default": self.default_name,
+            "provider": self.provider,
+            "requested_provider": self.requested_provider,
+            "notes": self.notes,
+            "models": [
+                {
+                    "name": m.name,
+                    "default": m.name == self.default_name,
+                    "z_dim": m.manifest.z_dim,
+                    "channels": m.manifest.image.channels,
+                    "height": m.manifest.image.height,
+                    "width": m.manifest.image.width,
+                    "loss": m.manifest.loss,
+                    "providers": m.providers,
+                    "manifest": m.manifest.raw,
+                }
+                for m in sorted(self.models.values(), key=lambda m: m.name)
+            ],
+            "broken": [
+                {"name": b.name, "error": b.error}
+                for b in sorted(self.broken.values(), key=lambda b: b.name)
+            ],
+        }
+
+
+def _candidate_dirs(models_dir: Path) -> list[Path]:
+    if not models_dir.is_dir():
+        raise ModelStoreError(
+            f"GAN_MODELS_DIR={str(models_dir)!r} is not a folder "
+            f"(resolved to {models_dir.resolve()}); export a model with "
+            "`python -m training.export RUN_DIR --name NAME --out models/NAME`"
+        )
+    candidates = sorted(
+        (d for d in models_dir.iterdir() if d.is_dir() and not d.name.startswith((".", "_"))),
+        key=lambda d: d.name,
+    )
+    if not candidates:
+        raise ModelStoreError(f"GAN_MODELS_DIR={str(models_dir)!r} holds no model folders")
+    return candidates
+
+
+def _provider_chain(requested: str, *, cpu_only: bool) -> list[str]:
+    available = ort.get_available_providers()
+    if requested == "cuda" and CUDA not in available:
+        raise ModelStoreError(
+            f"GAN_PROVIDER=cuda, but this onnxruntime build offers only {', '.join(available)}; "
+            "install the gpu extra (onnxruntime-gpu) or use GAN_PROVIDER=auto"
+        )
+    if cpu_only or requested == "cpu" or CUDA not in available:
+        return [CPU]
+    return [CUDA, CPU]
+
+
+def _session_options() -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Spinning intra-op threads burn the core the event loop needs between small batches.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
+def _load_model(directory: Path, providers: list[str], options: ort.SessionOptions) -> LoadedModel:
+    try:
+        manifest = read_manifest(directory)
+    except ManifestError as exc:
+        raise _BrokenModelError(str(exc)) from None
+    generator = _session(directory, manifest.generator, providers, options)
+    discriminator = _session(directory, manifest.discriminator, providers, options)
+    model = LoadedModel(directory.name, directory, manifest, generator, discriminator)
+    _smoke_test(model)
+    if manifest.name != directory.name:
+        log.info(
+            "folder %r holds manifest name %r; served under the folder name",
+            directory.name,
+            manifest.name,
+        )
+    return model
+
+
+def _session(
+    directory: Path, spec: OnnxFile, providers: list[str], options: ort.SessionOptions
+) -> ort.InferenceSession:
+    path = directory / spec.file
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise _BrokenModelError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != spec.sha256:
+        raise _BrokenModelError(
+            f"{path}: sha256 {digest} does not match model.json ({spec.sha256}); "
+            "the file was changed or truncated after export"
+        )
+    try:
+        session = ort.InferenceSession(data, sess_options=options, providers=providers)
+    except Exception as exc:  # ORT raises several private exception types for bad graphs
+        raise _BrokenModelError(f"{path}: ONNX Runtime cannot load it ({exc})") from None
+    inputs = [i.name for i in session.get_inputs()]
+    outputs = [o.name for o in session.get_outputs()]
+    if inputs != [spec.input] or spec.output not in outputs:
+        raise _BrokenModelError(
+            f"{path}: graph inputs {inputs} / outputs {outputs} do not match model.json "
+            f"(input {spec.input!r}, output {spec.output!r})"
+        )
+    return session
+
+
+def _smoke_test(model: LoadedModel) -> None:
+    """Two rows through both graphs: proves the batch axis is dynamic and the shapes match."""
+    m = model.manifest
+    expected = (2, m.image.channels, m.image.height, m.image.width)
+    try:
+        images = model.generate(latents(0, 2, m.z_dim))
+    except Exception as exc:
+        raise _BrokenModelError(
+            f"{model.directory / m.generator.file}: fails on a (2, {m.z_dim}) latent batch ({exc})"
+        ) from None
+    if images.shape != expected:
+        raise _BrokenModelError(
+            f"{model.directory / m.generator.file}: output shape {images.shape}, "
+            f"model.json says {expected}"
+        )
+    try:
+        raw = model.discriminator.run([m.discriminator.output], {m.discriminator.input: images})[0]
+    except Exception as exc:
+        raise _BrokenModelError(
+            f"{model.directory / m.discriminator.file}: fails on a {expected} batch ({exc})"
+        ) from None
+    if np.asarray(raw).size != 2:
+        raise _BrokenModelError(
+            f"{model.directory / m.discriminator.file}: output shape {np.shape(raw)}, expected (2,)"
+        )

@@ -1,0 +1,140 @@
+"""Service settings, read once from ``GAN_*`` environment variables and validated at start-up.
+
+A bad value stops the server before it binds its port, with a message that names the variable,
+instead of surfacing later as a confusing request error.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import TypeVar
+
+PROVIDERS = ("auto", "cpu", "cuda")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+T = TypeVar("T")
+
+
+class SettingsError(ValueError):
+    """A ``GAN_*`` environment variable has a value the service cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of the service; ``Settings.from_env()`` is the only constructor used in serving."""
+
+    models_dir: Path = Path("models")
+    # None: the only model, or the first name in sorted order when there are several.
+    default_model: str | None = None
+    n_max: int = 64
+    max_score_images: int = 64
+    max_upload_bytes: int = 32 * 1024 * 1024
+    max_image_pixels: int = 4096 * 4096
+    max_batch_size: int = 128
+    max_latency_ms: float = 0.0
+    provider: str = "auto"
+    log_level: str = "INFO"
+    access_log: bool = False
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        defaults = cls()
+
+        def get(name: str, parse: Callable[[str, str], T], default: T) -> T:
+            raw = env.get(name)
+            if raw is None or raw.strip() == "":
+                return default
+            return parse(name, raw.strip())
+
+        settings = cls(
+            models_dir=get("GAN_MODELS_DIR", _path, defaults.models_dir),
+            default_model=get("GAN_DEFAULT_MODEL", _text, defaults.default_model),
+            n_max=get("GAN_N_MAX", _int_at_least(1), defaults.n_max),
+            max_score_images=get(
+                "GAN_MAX_SCORE_IMAGES", _int_at_least(1), defaults.max_score_images
+            ),
+            max_upload_bytes=get(
+                "GAN_MAX_UPLOAD_BYTES", _int_at_least(1024), defaults.max_upload_bytes
+            ),
+            max_image_pixels=get(
+                "GAN_MAX_IMAGE_PIXELS", _int_at_least(1), defaults.max_image_pixels
+            ),
+            max_batch_size=get("GAN_MAX_BATCH_SIZE", _int_at_least(1), defaults.max_batch_size),
+            max_latency_ms=get("GAN_MAX_LATENCY_MS", _non_negative_float, defaults.max_latency_ms),
+            provider=get("GAN_PROVIDER", _choice(PROVIDERS, str.lower), defaults.provider),
+            log_level=get("GAN_LOG_LEVEL", _choice(LOG_LEVELS, str.upper), defaults.log_level),
+            access_log=get("GAN_ACCESS_LOG", _bool, defaults.access_log),
+        )
+        if settings.max_latency_ms > 1000:
+            raise SettingsError(
+                f"GAN_MAX_LATENCY_MS={settings.max_latency_ms:g} is over 1000 ms: every request "
+                "could wait that long for company; use a few milliseconds at most"
+            )
+        return settings
+
+    @property
+    def log_level_number(self) -> int:
+        return int(logging.getLevelName(self.log_level))
+
+    def describe(self) -> dict[str, object]:
+        """JSON-ready view for ``/models`` and the start-up log."""
+        return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
+
+
+def _jsonable(value: object) -> object:
+    return str(value) if isinstance(value, Path) else value
+
+
+def _path(name: str, raw: str) -> Path:
+    return Path(raw)
+
+
+def _text(name: str, raw: str) -> str | None:
+    return raw
+
+
+def _int_at_least(minimum: int) -> Callable[[str, str], int]:
+    def parse(name: str, raw: str) -> int:
+        try:
+            value = int(raw.replace("_", ""))
+        except ValueError:
+            raise SettingsError(f"{name}={raw!r} is not an integer") from None
+        if value < minimum:
+            raise SettingsError(f"{name}={value} must be >= {minimum}")
+        return value
+
+    return parse
+
+
+def _non_negative_float(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if not value >= 0.0 or value == float("inf"):
+        raise SettingsError(f"{name}={raw!r} must be a finite number >= 0")
+    return value
+
+
+def _choice(allowed: tuple[str, ...], normalise: Callable[[str], str]) -> Callable[[str, str], str]:
+    def parse(name: str, raw: str) -> str:
+        value = normalise(raw)
+        if value not in allowed:
+            raise SettingsError(f"{name}={raw!r} must be one of {', '.join(allowed)}")
+        return value
+
+    return parse
+
+
+def _bool(name: str, raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name}={raw!r} must be a boolean (1/0, true/false, yes/no, on/off)")
