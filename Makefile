@@ -49,3 +49,9 @@ train: install-train
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# The serving image (Dockerfile): docker when a daemon answers, else buildah (+ a local Debian
+# base when no registry answers). VARIANT=gpu for the CUDA image; IMAGE=name:tag. docs/deploy.md.
+.PHONY: image
+image:
+	IMAGE=$(or $(IMAGE),gan-service:latest) VARIANT=$(or $(VARIANT),cpu) deploy/scripts/build-image.sh

@@ -21,6 +21,7 @@ from service.settings import Settings
 
 GENERATE = "generate"
 SCORE = "score"
+INTERPOLATE = "interpolate"  # latent walks (service/interpolate.py): rows are latents
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,11 @@ def generate_rows(model: LoadedModel, rows: np.ndarray) -> np.ndarray:
     return model.manifest.image.to_uint8(model.generate(z))
 
 
+def generate_latent_rows(model: LoadedModel, z: np.ndarray) -> np.ndarray:
+    """``(B, z_dim)`` float32 latents -> ``(B, H, W, C)`` uint8 pixels (``/interpolate``)."""
+    return model.manifest.image.to_uint8(model.generate(z))
+
+
 class Engine:
     def __init__(self, settings: Settings, store: ModelStore, metrics: GanMetrics) -> None:
         self.settings = settings
@@ -87,6 +93,13 @@ class Engine:
                 max_latency_s=latency,
                 on_batch=metrics.batch_observer(name, SCORE),
             )
+            self._batchers[name, INTERPOLATE] = MicroBatcher(
+                f"{name}-{INTERPOLATE}",
+                partial(generate_latent_rows, model),
+                max_batch_size=settings.max_batch_size,
+                max_latency_s=latency,
+                on_batch=metrics.batch_observer(name, INTERPOLATE),
+            )
         self._generated = {n: metrics.images_generated.labels(model=n) for n in store.models}
         self._scored = {n: metrics.images_scored.labels(model=n) for n in store.models}
         self._realness = {n: metrics.realness.labels(model=n) for n in store.models}
@@ -101,6 +114,15 @@ class Engine:
         rows[:, 1] = truncation
         pixels = await self._batchers[model.name, GENERATE].submit(rows)
         self._generated[model.name].inc(n)
+        return Generated(model.name, pixels)
+
+    async def generate_latents(self, model_name: str | None, z: np.ndarray) -> Generated:
+        """Pixels of explicit ``(n, z_dim)`` float32 latents; raises ``UnknownModelError``."""
+        model = self.store.get(model_name)
+        if z.ndim != 2 or z.shape[1] != model.manifest.z_dim:
+            raise ValueError(f"need (n, {model.manifest.z_dim}) latents, got {z.shape}")
+        pixels = await self._batchers[model.name, INTERPOLATE].submit(z.astype(np.float32))
+        self._generated[model.name].inc(len(z))
         return Generated(model.name, pixels)
 
     async def score(

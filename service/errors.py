@@ -32,8 +32,9 @@ def invalid_field(field: str, message: str) -> ApiError:
 
 
 def unknown_model(name: str, served: list[str]) -> ApiError:
+    shown = repr(name) if len(name) <= 100 else f"{name[:100]!r}... ({len(name)} characters)"
     return ApiError(
-        404, "unknown_model", f"unknown model {name!r}; served: {', '.join(served)}", "model"
+        404, "unknown_model", f"unknown model {shown}; served: {', '.join(served)}", "model"
     )
 
 

@@ -31,8 +31,17 @@ from service.errors import (
     unknown_model,
 )
 from service.imaging import encode_png, make_grid
+from service.interpolate import (
+    FORMATS,
+    check_budget,
+    filename,
+    parse_interpolate,
+    render,
+    walk_latents,
+)
 from service.model_store import UnknownModelError
 from service.request_parsing import MAX_JSON_BYTES, parse_generate, read_body, read_score_form
+from service.ui import ui_routes
 
 log = logging.getLogger("gan.http")
 
@@ -149,6 +158,29 @@ async def models(request: Request) -> Response:
     return json_response({**engine.store.describe(), "settings": engine.settings.describe()})
 
 
+@_endpoint("interpolate")
+async def interpolate(request: Request) -> Response:
+    """A slerp walk between two seeds (service/interpolate.py): PNG strip, GIF or WebP."""
+    engine = _engine(request)
+    params = parse_interpolate(await read_body(request, MAX_JSON_BYTES), engine.settings.n_max)
+    model = engine.store.get(params.model)
+    spec = model.manifest.image
+    check_budget(spec.height, spec.width, params)
+    z = walk_latents(
+        params.seed_a, params.seed_b, params.steps, model.manifest.z_dim, params.truncation
+    )
+    result = await engine.generate_latents(model.name, z)
+    data = await asyncio.to_thread(render, result.pixels, params)
+    return Response(
+        data,
+        media_type=FORMATS[params.format],
+        headers={
+            "X-Model": result.model,
+            "Content-Disposition": f'inline; filename="{filename(params)}"',
+        },
+    )
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     """Starlette's own 404/405 inside our routes, as JSON like the rest."""
     status = exc.status_code if isinstance(exc, HTTPException) else 500
@@ -156,9 +188,14 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     detail = exc.detail if isinstance(exc, HTTPException) else "error"
     if status == 405:
         detail = f"{request.method} is not allowed on {request.url.path}"
-    endpoint = request.url.path.strip("/") or "/"
+    # Not the raw path for 404s: one label value per made-up URL would grow /metrics (and
+    # memory) without bound; a 405 path is one of our routes, so it stays bounded.
+    endpoint = "unknown" if status == 404 else request.url.path.strip("/") or "/"
     _engine(request).metrics.request_errors.labels(endpoint, reason).inc()
-    return json_response({"error": detail, "reason": reason, "field": None}, status)
+    response = json_response({"error": detail, "reason": reason, "field": None}, status)
+    if isinstance(exc, HTTPException) and exc.headers:
+        response.headers.update(exc.headers)  # the Allow header of a 405
+    return response
 
 
 def create_app(engine_factory: Callable[[], Engine]) -> Starlette:
@@ -177,6 +214,8 @@ def create_app(engine_factory: Callable[[], Engine]) -> Starlette:
             Route("/generate_grid", generate_grid, methods=["POST"]),
             Route("/score", score, methods=["POST"]),
             Route("/models", models, methods=["GET"]),
+            Route("/interpolate", interpolate, methods=["POST"]),
+            *ui_routes(),
         ],
         exception_handlers={HTTPException: _http_error},
         lifespan=lifespan,

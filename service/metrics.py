@@ -7,7 +7,7 @@ land in the files its ``/metrics`` handler aggregates; nothing else needs wiring
 
 from __future__ import annotations
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 INFERENCE_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 REALNESS_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
@@ -64,6 +64,12 @@ class GanMetrics:
             "Requests answered with an error, by endpoint and reason.",
             ["endpoint", "reason"],
             registry=registry,
+        )
+        self.models_broken = Gauge(
+            "gan_models_broken",
+            "Model folders that could not be loaded and are not served (GET /models says why).",
+            registry=registry,
+            multiprocess_mode="livemax",
         )
 
     def batch_observer(self, model: str, kind: str) -> BatchObserver:

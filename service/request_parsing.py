@@ -24,6 +24,7 @@ MAX_JSON_BYTES = 64 * 1024
 
 GENERATE_FIELDS = frozenset({"seed", "n", "model", "truncation"})
 GRID_FIELDS = GENERATE_FIELDS | {"columns"}
+SCORE_FIELDS = frozenset({"images", "model"})
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,10 @@ def parse_generate(body: bytes, n_max: int, *, grid: bool = False) -> GeneratePa
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise bad_request("bad_json", f"body is not valid JSON ({exc})") from None
+    except RecursionError:  # [[[[... a few thousand deep: json's C scanner recurses
+        raise bad_request("bad_json", "body is nested too deeply") from None
+    except ValueError as exc:  # an integer of more than 4300 digits (int_max_str_digits)
+        raise bad_request("bad_json", f"body holds an unreadable number ({exc})") from None
     if not isinstance(data, dict):
         raise bad_request("bad_json", 'body must be a JSON object like {"seed": 1, "n": 4}')
     allowed = GRID_FIELDS if grid else GENERATE_FIELDS
@@ -117,6 +122,7 @@ async def read_score_form(request: Request, max_bytes: int, max_images: int) -> 
             ) from None
         raise bad_request("bad_multipart", f"malformed multipart body ({exc.message})") from None
     try:
+        unknown = sorted(set(form.keys()) - SCORE_FIELDS)
         model = form.get("model")
         if model is not None and not isinstance(model, str):
             raise invalid_field("model", "model must be a text field, not a file")
@@ -131,6 +137,10 @@ async def read_score_form(request: Request, max_bytes: int, max_images: int) -> 
         await form.close()
     if not uploads:
         raise invalid_field("images", "no files in the field 'images'")
+    if unknown:  # as strict as the JSON routes: a typo must not be silently ignored
+        raise invalid_field(
+            unknown[0], f"unknown field {unknown[0]!r}; accepted: images (files), model"
+        )
     return ScoreParams(model=model or None, uploads=uploads)
 
 

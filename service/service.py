@@ -13,15 +13,22 @@ server. So the parent validates the settings and loads every model once on CPU h
 from __future__ import annotations
 
 import logging
+import math
 import sys
+from collections.abc import MutableMapping
+from typing import Any, cast
 
 import bentoml
 
+from service.auth import ApiKeyMiddleware, open_paths
 from service.engine import Engine
 from service.http_app import create_app
+from service.limits import RequestTimeoutMiddleware
 from service.metrics import GanMetrics
 from service.model_store import ModelStore, ModelStoreError
+from service.openapi import openapi_endpoint
 from service.settings import Settings, SettingsError
+from service.shutdown import with_refusal_on_sigterm
 
 log = logging.getLogger("gan.service")
 
@@ -50,9 +57,17 @@ _configure_logging(SETTINGS)
 
 if bentoml.server_context.worker_index is None:  # the `bentoml serve` parent, not a worker
     try:
-        ModelStore.load(SETTINGS, cpu_only=True)
+        _preflight = ModelStore.load(SETTINGS, cpu_only=True)
     except ModelStoreError as exc:
         raise SystemExit(f"gan service: cannot start: {exc}") from None
+    if SETTINGS.require_all_models and _preflight.broken:
+        raise SystemExit(
+            "gan service: cannot start: GAN_REQUIRE_ALL_MODELS=true and "
+            + "; ".join(
+                f"model {b.name!r} is broken: {b.error}" for b in _preflight.broken.values()
+            )
+        )
+    del _preflight
 
 
 def _engine_from_current_service() -> Engine:
@@ -62,15 +77,56 @@ def _engine_from_current_service() -> Engine:
     return Engine(service.settings, service.store, service.metrics)
 
 
+def _metrics() -> GanMetrics | None:
+    metrics = getattr(bentoml.get_current_service(), "metrics", None)
+    return metrics if isinstance(metrics, GanMetrics) else None
+
+
+_ROUTES = frozenset({"generate", "generate_grid", "score", "models"})
+
+
+def _count_timeout(scope: MutableMapping[str, Any], reason: str) -> None:
+    if (metrics := _metrics()) is not None:
+        endpoint = str(scope.get("path", "")).strip("/")
+        metrics.request_errors.labels(endpoint if endpoint in _ROUTES else "other", reason).inc()
+
+
+def _count_refusal(reason: str) -> None:
+    if (metrics := _metrics()) is not None:
+        metrics.request_errors.labels("auth", "unauthorized").inc()
+
+
 app = create_app(_engine_from_current_service)
+# Reliability and security (docs/reliability.md): the OpenAPI document of our routes, and the
+# per-request time limit around all of them.
+app.add_route("/openapi.json", openapi_endpoint, methods=["GET"])
+app.add_middleware(
+    RequestTimeoutMiddleware, timeout_s=SETTINGS.request_timeout_s, on_timeout=_count_timeout
+)
+# On SIGTERM, refuse new connections at once while requests in flight finish (service/shutdown.py).
+app.router.lifespan_context = with_refusal_on_sigterm(app.router.lifespan_context)
+
+
+# BentoML runs every request through OpenTelemetry's ASGI middleware. With no exporter
+# configured (the default) its spans go nowhere, yet on /generate n=1 they were ~35% of the
+# server's CPU per request (bench/, BENCHMARKS.md). Our API routes are left out of it unless
+# GAN_TRACE_ROUTES=true; BentoML's own routes (/livez, /metrics, ...) stay traced.
+TRACED_OFF = [
+    f"/{route}$" for route in ("generate", "generate_grid", "score", "models", "interpolate")
+]
+_TRACING: dict[str, Any] = (
+    {} if SETTINGS.trace_routes else {"tracing": {"excluded_urls": TRACED_OFF}}
+)
 
 
 @bentoml.asgi_app(app, path="/")
 @bentoml.service(
     name="gan_service",
-    workers=1,
+    workers=SETTINGS.workers,
     logging={"access": {"enabled": SETTINGS.access_log}},
-    traffic={"timeout": 60},
+    # BentoML's own limit (504, its own body) stays behind GAN_REQUEST_TIMEOUT_S (ours, JSON).
+    traffic={"timeout": max(60, math.ceil(SETTINGS.request_timeout_s) + 10)},
+    **_TRACING,
 )
 class GanService:
     """Seeds to images and images to realness scores, for every model under GAN_MODELS_DIR."""
@@ -83,6 +139,7 @@ class GanService:
             log.critical("cannot start: %s", exc)
             raise
         self.metrics = GanMetrics(SETTINGS.max_batch_size)
+        self.metrics.models_broken.set(len(self.store.broken))
         log.info(
             "serving %s (default %r) on %s; broken: %s; settings: %s",
             ", ".join(sorted(self.store.models)),
@@ -91,3 +148,18 @@ class GanService:
             ", ".join(sorted(self.store.broken)) or "none",
             SETTINGS.describe(),
         )
+
+
+if SETTINGS.api_keys:
+    # On the whole BentoML app, so /metrics, /docs.json and / are covered too (service/auth.py).
+    # (bentoml's decorator types the class as itself; at run time it is a bentoml Service.)
+    cast(Any, GanService).add_asgi_middleware(
+        ApiKeyMiddleware,
+        keys=SETTINGS.api_keys,
+        open_paths=open_paths(SETTINGS.metrics_public),
+        on_refused=_count_refusal,
+    )
+    log.info(
+        "API key required on every route except %s",
+        ", ".join(sorted(open_paths(SETTINGS.metrics_public))),
+    )

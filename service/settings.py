@@ -9,11 +9,15 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TypeVar
 
 PROVIDERS = ("auto", "cpu", "cuda")
+MAX_REQUEST_TIMEOUT_S = 3600.0
+# An API key shorter than this is guessable; `python -c "import secrets;
+# print(secrets.token_urlsafe(32))"` makes a good one.
+MIN_API_KEY_CHARS = 16
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 T = TypeVar("T")
@@ -39,6 +43,18 @@ class Settings:
     provider: str = "auto"
     log_level: str = "INFO"
     access_log: bool = False
+    # Security and fault limits (docs/reliability.md). API keys are secrets: never in repr,
+    # logs or /models (``describe()`` redacts them).
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    metrics_public: bool = False
+    request_timeout_s: float = 30.0
+    # True: any broken model folder stops start-up (default: serve the others, list it in /models).
+    require_all_models: bool = False
+    # Performance (BENCHMARKS.md): BentoML worker processes (each loads every model and has its
+    # own batchers), and whether BentoML's OpenTelemetry middleware traces our API routes: with
+    # no exporter configured its spans go nowhere, yet they cost ~35% of a /generate's CPU.
+    workers: int = 1
+    trace_routes: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -69,7 +85,20 @@ class Settings:
             provider=get("GAN_PROVIDER", _choice(PROVIDERS, str.lower), defaults.provider),
             log_level=get("GAN_LOG_LEVEL", _choice(LOG_LEVELS, str.upper), defaults.log_level),
             access_log=get("GAN_ACCESS_LOG", _bool, defaults.access_log),
+            api_keys=_api_keys(env),
+            metrics_public=get("GAN_METRICS_PUBLIC", _bool, defaults.metrics_public),
+            request_timeout_s=get(
+                "GAN_REQUEST_TIMEOUT_S", _non_negative_float, defaults.request_timeout_s
+            ),
+            require_all_models=get("GAN_REQUIRE_ALL_MODELS", _bool, defaults.require_all_models),
+            workers=get("GAN_WORKERS", _int_at_least(1), defaults.workers),
+            trace_routes=get("GAN_TRACE_ROUTES", _bool, defaults.trace_routes),
         )
+        if not 0.0 < settings.request_timeout_s <= MAX_REQUEST_TIMEOUT_S:
+            raise SettingsError(
+                f"GAN_REQUEST_TIMEOUT_S={settings.request_timeout_s:g} must be in "
+                f"(0, {MAX_REQUEST_TIMEOUT_S:g}] seconds"
+            )
         if settings.max_latency_ms > 1000:
             raise SettingsError(
                 f"GAN_MAX_LATENCY_MS={settings.max_latency_ms:g} is over 1000 ms: every request "
@@ -83,7 +112,9 @@ class Settings:
 
     def describe(self) -> dict[str, object]:
         """JSON-ready view for ``/models`` and the start-up log."""
-        return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
+        described = {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
+        described["api_keys"] = f"{len(self.api_keys)} set (redacted)" if self.api_keys else "none"
+        return described
 
 
 def _jsonable(value: object) -> object:
@@ -138,3 +169,38 @@ def _bool(name: str, raw: str) -> bool:
     if lowered in ("0", "false", "no", "off"):
         return False
     raise SettingsError(f"{name}={raw!r} must be a boolean (1/0, true/false, yes/no, on/off)")
+
+
+def _api_keys(env: Mapping[str, str]) -> tuple[str, ...]:
+    """``GAN_API_KEY`` (or the file named by ``GAN_API_KEY_FILE``): one key, or several separated
+    by commas or newlines so that a key can be rotated without downtime. Messages never quote a
+    key: they end up in logs."""
+    raw = env.get("GAN_API_KEY", "")
+    path = env.get("GAN_API_KEY_FILE", "").strip()
+    if raw.strip() and path:
+        raise SettingsError("GAN_API_KEY and GAN_API_KEY_FILE are both set: use one")
+    source = "GAN_API_KEY"
+    if path:
+        source = f"GAN_API_KEY_FILE={path!r}"
+        try:
+            raw = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SettingsError(f"{source}: cannot read it ({type(exc).__name__})") from None
+        if not raw.strip():
+            raise SettingsError(f"{source}: the file is empty")
+    keys = tuple(k.strip() for k in raw.replace("\n", ",").split(",") if k.strip())
+    if raw.strip() and not keys:
+        raise SettingsError(f"{source} holds no key (only separators)")
+    for index, key in enumerate(keys):
+        if len(key) < MIN_API_KEY_CHARS:
+            raise SettingsError(
+                f"{source}: key #{index + 1} has {len(key)} characters, fewer than "
+                f'{MIN_API_KEY_CHARS}; generate one with `python -c "import secrets; '
+                f'print(secrets.token_urlsafe(32))"`'
+            )
+        if not all(33 <= ord(c) <= 126 for c in key):
+            raise SettingsError(
+                f"{source}: key #{index + 1} has characters other than printable ASCII "
+                "without spaces (it travels in an HTTP header)"
+            )
+    return keys

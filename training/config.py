@@ -53,11 +53,21 @@ class TrainConfig:
             errors.append(f"--arch {self.arch!r}: choose one of {', '.join(ARCHS)}")
         if self.loss not in LOSSES:
             errors.append(f"--loss {self.loss!r}: choose one of {', '.join(LOSSES)}")
-        for name in ("steps", "batch_size", "width", "pack", "log_every", "sample_every", "ckpt_every"):
+        for name in (
+            "steps",
+            "batch_size",
+            "width",
+            "pack",
+            "log_every",
+            "sample_every",
+            "ckpt_every",
+        ):
             if getattr(self, name) < 1:
                 errors.append(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.pack >= 1 and self.batch_size % self.pack:
-            errors.append(f"--batch-size {self.batch_size} must be a multiple of --pack {self.pack}")
+            errors.append(
+                f"--batch-size {self.batch_size} must be a multiple of --pack {self.pack}"
+            )
         if not 0.0 <= self.ema < 1.0:
             errors.append(f"--ema must be in [0, 1), got {self.ema}")
         if self.z_dim is not None and self.z_dim < 1:
@@ -81,6 +91,29 @@ class TrainConfig:
         self.n_critic = loss.n_critic if self.n_critic is None else self.n_critic
         self.weight_clip = loss.weight_clip if self.weight_clip is None else self.weight_clip
         self.gp_weight = loss.gp_weight if self.gp_weight is None else self.gp_weight
+        # Checked after the defaults are filled in, so a bad explicit value is caught either way.
+        bad = [
+            f"--lr-{n} must be > 0, got {v}"
+            for n, v in (("g", self.lr_g), ("d", self.lr_d))
+            if not v > 0
+        ]
+        bad += [
+            f"--{n} must be in [0, 1), got {v}"
+            for n, v in (("beta1", self.beta1), ("beta2", self.beta2))
+            if not 0 <= v < 1
+        ]
+        if self.n_critic < 1:
+            bad.append(f"--n-critic must be >= 1, got {self.n_critic}")
+        if self.weight_clip is not None and self.weight_clip < 0:
+            bad.append(f"--weight-clip must be >= 0 (0 disables clipping), got {self.weight_clip}")
+        if self.gp_weight < 0:
+            bad.append(f"--gp-weight must be >= 0 (0 disables the penalty), got {self.gp_weight}")
+        if self.seed < 0:
+            bad.append(f"--seed must be >= 0, got {self.seed}")
+        if self.num_threads is not None and self.num_threads < 1:
+            bad.append(f"--num-threads must be >= 1, got {self.num_threads}")
+        if bad:
+            raise ValueError("invalid training config:\n  " + "\n  ".join(bad))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

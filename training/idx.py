@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 
 # Relative to the repository root, where the team keeps the official bytes (see its README).
-DEFAULT_DATA_ROOT = Path(os.environ.get("GAN_DATA_ROOT", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
+DEFAULT_DATA_ROOT = Path(
+    os.environ.get("GAN_DATA_ROOT", Path(__file__).resolve().parents[1] / ".." / "shared" / "data")
+)
 
 IDX_DATASETS = {"mnist": "mnist", "fashion-mnist": "fashion-mnist"}
 _FILES = {
@@ -23,7 +25,8 @@ class DatasetNotFound(FileNotFoundError):
 
 
 def load_idx(path: Path) -> np.ndarray:
-    raw = gzip.open(path).read()
+    with gzip.open(path) as f:
+        raw = f.read()
     if raw[0] != 0 or raw[1] != 0 or raw[2] != 8:
         raise ValueError(f"{path}: not an unsigned-byte IDX file (magic {raw[:4].hex()})")
     ndim = raw[3]
@@ -31,7 +34,9 @@ def load_idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
-def load_split(name: str, split: str = "train", root: Path | str | None = None) -> tuple[np.ndarray, np.ndarray]:
+def load_split(
+    name: str, split: str = "train", root: Path | str | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(images (N, 28, 28) uint8, labels (N,) uint8)`` of ``mnist`` or ``fashion-mnist``."""
     if name not in IDX_DATASETS:
         raise ValueError(f"unknown IDX dataset {name!r}; choose one of {sorted(IDX_DATASETS)}")

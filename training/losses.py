@@ -115,7 +115,9 @@ def get_loss(name: str) -> GanLoss:
         raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}") from None
 
 
-def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor, pack: int = 1) -> Tensor:
+def gradient_penalty(
+    critic: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor, pack: int = 1
+) -> Tensor:
     """``E[(||grad_x f(x_hat)||_2 - 1)^2]`` on interpolates between real and fake samples.
 
     With packing, the interpolation weight is drawn per sample and the norm is taken over the

@@ -42,7 +42,9 @@ class MLPGenerator(nn.Module):
 
 
 class MLPDiscriminator(nn.Module):
-    def __init__(self, in_dim: int = 2, hidden: int = 256, depth: int = 3, pack: int = 1, sn: bool = False):
+    def __init__(
+        self, in_dim: int = 2, hidden: int = 256, depth: int = 3, pack: int = 1, sn: bool = False
+    ):
         super().__init__()
         layers: list[nn.Module] = []
         d = in_dim * pack
@@ -62,7 +64,9 @@ class DCGAN28Generator(nn.Module):
     def __init__(self, z_dim: int = 100, width: int = 64, channels: int = 1):
         super().__init__()
         self.width = width
-        self.fc = nn.Sequential(nn.Linear(z_dim, 2 * width * 7 * 7), nn.BatchNorm1d(2 * width * 7 * 7), nn.ReLU())
+        self.fc = nn.Sequential(
+            nn.Linear(z_dim, 2 * width * 7 * 7), nn.BatchNorm1d(2 * width * 7 * 7), nn.ReLU()
+        )
         self.conv = nn.Sequential(
             nn.ConvTranspose2d(2 * width, width, 4, 2, 1),
             nn.BatchNorm2d(width),
@@ -76,7 +80,14 @@ class DCGAN28Generator(nn.Module):
 
 
 class DCGAN28Discriminator(nn.Module):
-    def __init__(self, width: int = 64, channels: int = 1, pack: int = 1, sn: bool = False, batch_norm: bool = True):
+    def __init__(
+        self,
+        width: int = 64,
+        channels: int = 1,
+        pack: int = 1,
+        sn: bool = False,
+        batch_norm: bool = True,
+    ):
         super().__init__()
         self.net = nn.Sequential(
             _maybe_sn(nn.Conv2d(channels * pack, width, 4, 2, 1), sn),
@@ -105,7 +116,11 @@ class DCGANGenerator(nn.Module):
             nn.ReLU(),
         ]
         for _ in range(n_up - 1):
-            layers += [nn.ConvTranspose2d(width * mult, width * mult // 2, 4, 2, 1), nn.BatchNorm2d(width * mult // 2), nn.ReLU()]
+            layers += [
+                nn.ConvTranspose2d(width * mult, width * mult // 2, 4, 2, 1),
+                nn.BatchNorm2d(width * mult // 2),
+                nn.ReLU(),
+            ]
             mult //= 2
         layers += [nn.ConvTranspose2d(width, channels, 4, 2, 1), nn.Tanh()]
         self.net = nn.Sequential(*layers)
@@ -115,10 +130,21 @@ class DCGANGenerator(nn.Module):
 
 
 class DCGANDiscriminator(nn.Module):
-    def __init__(self, width: int = 64, channels: int = 3, size: int = 64, pack: int = 1, sn: bool = False, batch_norm: bool = True):
+    def __init__(
+        self,
+        width: int = 64,
+        channels: int = 3,
+        size: int = 64,
+        pack: int = 1,
+        sn: bool = False,
+        batch_norm: bool = True,
+    ):
         super().__init__()
         n_down = {32: 3, 64: 4}[size]
-        layers: list[nn.Module] = [_maybe_sn(nn.Conv2d(channels * pack, width, 4, 2, 1), sn), nn.LeakyReLU(0.2)]
+        layers: list[nn.Module] = [
+            _maybe_sn(nn.Conv2d(channels * pack, width, 4, 2, 1), sn),
+            nn.LeakyReLU(0.2),
+        ]
         mult = 1
         for _ in range(n_down - 1):
             layers += [

@@ -39,7 +39,10 @@ class GanTrainer:
         self.opt_d = make_optimizer(D.parameters(), cfg, cfg.lr_d)
         bare = G.module if hasattr(G, "module") else G
         self.generator: nn.Module = bare
-        self.g_ema: nn.Module | None = copy.deepcopy(bare).eval().requires_grad_(False) if cfg.ema > 0 else None
+        self.g_ema: nn.Module | None = (
+            copy.deepcopy(bare).eval().requires_grad_(False) if cfg.ema > 0 else None
+        )
+        self.ema_updates = 0
 
     def sample_z(self, n: int) -> Tensor:
         return torch.randn(n, self.cfg.z_dim, device=self.device)
@@ -68,6 +71,10 @@ class GanTrainer:
         stats["d_loss"] = d_loss.item()
         stats["d_real"] = d_real.mean().item()
         stats["d_fake"] = d_fake.mean().item()
+        if loss.outputs_logit:
+            # D(x) and D(G(z)) as probabilities: the numbers the minimax theory talks about.
+            stats["p_real"] = torch.sigmoid(d_real).mean().item()
+            stats["p_fake"] = torch.sigmoid(d_fake).mean().item()
         if loss.name in ("wgan", "wgan-gp"):
             # The critic's estimate of the Earth-Mover distance: the curve WGAN says to watch.
             stats["w_distance"] = stats["d_real"] - stats["d_fake"]
@@ -78,7 +85,11 @@ class GanTrainer:
         g_loss.backward()
         self.opt_g.step()
         if self.g_ema is not None:
-            update_ema(self.g_ema, self.generator, cfg.ema)
+            # Warm-up (as TF's ExponentialMovingAverage with num_updates): with a fixed 0.999 the
+            # average would still be 37% random init after 1000 steps, and its samples noise.
+            n = self.ema_updates
+            update_ema(self.g_ema, self.generator, min(cfg.ema, (1 + n) / (10 + n)))
+            self.ema_updates += 1
         stats["g_loss"] = g_loss.item()
         return stats
 
@@ -92,6 +103,7 @@ class GanTrainer:
             "G": self.generator.state_dict(),
             "D": bare_d.state_dict(),
             "G_ema": self.g_ema.state_dict() if self.g_ema is not None else None,
+            "ema_updates": self.ema_updates,
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
         }
@@ -102,5 +114,6 @@ class GanTrainer:
         bare_d.load_state_dict(state["D"])
         if self.g_ema is not None and state.get("G_ema") is not None:
             self.g_ema.load_state_dict(state["G_ema"])
+            self.ema_updates = int(state.get("ema_updates", 0))
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])

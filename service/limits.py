@@ -1,0 +1,100 @@
+"""Per-request time limit (``GAN_REQUEST_TIMEOUT_S``) for the service's own routes.
+
+An ASGI middleware around the Starlette app (``app.add_middleware`` in service.py): the whole
+request, body upload included, runs under ``asyncio.wait_for``. When the time is up the handler
+is cancelled (its rows still queued in a micro-batcher are skipped, a running ONNX Runtime call
+finishes and its result is dropped) and the client gets JSON like every other refusal:
+
+- ``503`` ``{"reason": "timeout"}`` with ``Retry-After: 1`` when the server was the slow party
+  (queueing or computing): the server is overloaded, retrying later or elsewhere is right;
+- ``408`` ``{"reason": "request_timeout"}`` when the server was still waiting for the client
+  to send its body (a slow or stalled upload), so a slow client cannot hold a request forever.
+
+BentoML's own ``traffic.timeout`` (service.py keeps it above this one) answers 504 with its own
+body format; it only fires if this one did not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+
+from service.auth import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("gan.limits")
+
+OnTimeout = Callable[[Scope, str], None]
+
+
+class RequestTimeoutMiddleware:
+    def __init__(self, app: ASGIApp, timeout_s: float, on_timeout: OnTimeout | None = None) -> None:
+        if not timeout_s > 0:
+            raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
+        self.app = app
+        self.timeout_s = timeout_s
+        self.on_timeout = on_timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        waiting_for_client = False
+        response_started = False
+
+        async def receive_tracked() -> Message:
+            # Not reset in a `finally`: wait_for cancels the app before we look at the flag,
+            # and a cancelled receive() is exactly the "still waiting for the client" case.
+            nonlocal waiting_for_client
+            waiting_for_client = True
+            message = await receive()
+            waiting_for_client = False
+            return message
+
+        async def send_tracked(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await asyncio.wait_for(self.app(scope, receive_tracked, send_tracked), self.timeout_s)
+        except TimeoutError:
+            reason = "request_timeout" if waiting_for_client else "timeout"
+            if self.on_timeout is not None:
+                self.on_timeout(scope, reason)
+            if response_started:
+                # Half an answer went out; nothing valid can follow. Closing the connection
+                # (by returning) is the only honest signal left.
+                log.warning(
+                    "%s timed out mid-response after %g s", scope.get("path"), self.timeout_s
+                )
+                return
+            await _send_timeout(send, reason, self.timeout_s)
+
+
+async def _send_timeout(send: Send, reason: str, timeout_s: float) -> None:
+    if reason == "request_timeout":
+        status = 408
+        message = f"the request body did not arrive within {timeout_s:g} s"
+        extra: list[tuple[bytes, bytes]] = [(b"connection", b"close")]
+    else:
+        status = 503
+        message = f"not answered within {timeout_s:g} s (server busy); retry later"
+        extra = [(b"retry-after", b"1")]
+    body = json.dumps(
+        {"error": message, "reason": reason, "field": None}, separators=(",", ":")
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *extra,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

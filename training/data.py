@@ -1,0 +1,277 @@
+"""Real-sample streams for training: the 2-D toys, MNIST-style IDX files and folders of images.
+
+A sampler is an endless, callable stream of batches whose position is part of its state: a
+checkpoint stores ``state_dict()`` and a resumed run draws exactly the batches an uninterrupted
+run would have drawn. Image samplers walk shuffled epochs; under DDP every rank walks the same
+permutation but takes its own interleaved slice of it, so ranks see disjoint shards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from training import toy
+from training.config import TrainConfig
+from training.idx import IDX_DATASETS, DatasetNotFound, load_split
+
+DATASET_CHOICES = "ring8 | grid25 | mnist | fashion-mnist | folder:PATH"
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp"})
+
+
+class DatasetError(ValueError):
+    """Unknown dataset, missing or unreadable files: the CLI reports it in one line (exit 2)."""
+
+
+def derive_seed(*parts: object) -> int:
+    """A 63-bit seed from any parts; stable across processes (Python's ``hash`` is salted)."""
+    digest = hashlib.sha256(repr(parts).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def check_dataset_name(name: str) -> None:
+    if name in toy.TOY_DATASETS or name in IDX_DATASETS:
+        return
+    if name.startswith("folder:") and len(name) > len("folder:"):
+        return
+    raise DatasetError(f"--dataset {name!r}: choose one of {DATASET_CHOICES}")
+
+
+class Sampler(Protocol):
+    channels: int
+    info: dict[str, Any]
+
+    def __call__(self) -> Tensor: ...
+
+    @property
+    def epoch(self) -> float | None: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class ToySampler:
+    """Fresh draws from a 2-D mixture on every call; 'epochs' do not exist for a density."""
+
+    channels = 2
+
+    def __init__(
+        self,
+        name: str,
+        batch_size: int,
+        seed: int,
+        rank: int = 0,
+        device: str | torch.device = "cpu",
+    ):
+        toy.mode_centers(name)  # validates the name
+        self.name, self.batch_size, self.device = name, batch_size, torch.device(device)
+        self.rng = np.random.default_rng(derive_seed(seed, "data", name, rank))
+        self.drawn = 0
+        self.info = {"dataset": name, "kind": "toy", "n_images": None, "shape": [2]}
+
+    def __call__(self) -> Tensor:
+        self.drawn += self.batch_size
+        return torch.from_numpy(toy.sample(self.name, self.batch_size, self.rng)).to(self.device)
+
+    @property
+    def epoch(self) -> float | None:
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "toy",
+            "name": self.name,
+            "bit_generator": self.rng.bit_generator.state,
+            "drawn": self.drawn,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("kind") != "toy" or state.get("name") != self.name:
+            raise ValueError(
+                f"sampler state is for {state.get('kind')}:{state.get('name')}, not toy:{self.name}"
+            )
+        self.rng.bit_generator.state = state["bit_generator"]
+        self.drawn = int(state["drawn"])
+
+
+class ArraySampler:
+    """Shuffled epochs over in-memory ``uint8`` images ``(N, C, H, W)``, served in ``[-1, 1]``.
+
+    The last partial batch of each epoch is dropped, so every batch has ``batch_size`` images
+    (BatchNorm and PacGAN packing both want a fixed batch) and all ranks stay in lockstep.
+    """
+
+    def __init__(
+        self,
+        images: Tensor,
+        batch_size: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        device: str | torch.device = "cpu",
+        info: dict[str, Any] | None = None,
+    ):
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise ValueError(
+                f"expected uint8 (N, C, H, W) images, got {images.dtype} {tuple(images.shape)}"
+            )
+        self.images, self.batch_size, self.seed = images, batch_size, seed
+        self.rank, self.world_size, self.device = rank, world_size, torch.device(device)
+        self.channels = images.shape[1]
+        self.shard_size = len(images) // world_size
+        self.batches_per_epoch = self.shard_size // batch_size
+        if self.batches_per_epoch < 1:
+            raise DatasetError(
+                f"{len(images)} images cannot fill one batch of {batch_size} per process "
+                f"({world_size} processes): lower --batch-size or add images"
+            )
+        self.epoch_index = 0
+        self.batch_in_epoch = 0
+        self._order: Tensor | None = None
+        self.info = dict(info or {}, n_images=len(images), shape=list(images.shape[1:]))
+
+    def _epoch_order(self, epoch: int) -> Tensor:
+        # The permutation depends on (seed, epoch) only, not on the rank: slicing it [rank::world]
+        # gives disjoint shards, like torch's DistributedSampler.
+        g = torch.Generator().manual_seed(derive_seed(self.seed, "epoch", epoch))
+        perm = torch.randperm(len(self.images), generator=g)
+        return perm[: self.shard_size * self.world_size][self.rank :: self.world_size]
+
+    def __call__(self) -> Tensor:
+        if self.batch_in_epoch == self.batches_per_epoch:
+            self.epoch_index += 1
+            self.batch_in_epoch = 0
+            self._order = None
+        if self._order is None:
+            self._order = self._epoch_order(self.epoch_index)
+        start = self.batch_in_epoch * self.batch_size
+        idx = self._order[start : start + self.batch_size]
+        self.batch_in_epoch += 1
+        batch = self.images[idx].to(self.device, non_blocking=True)
+        return batch.float() / 127.5 - 1.0
+
+    @property
+    def epoch(self) -> float:
+        """Epochs completed (fractional): each epoch is one pass over the whole dataset, all ranks together."""
+        return self.epoch_index + self.batch_in_epoch / self.batches_per_epoch
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "array",
+            "n_images": len(self.images),
+            "epoch_index": self.epoch_index,
+            "batch_in_epoch": self.batch_in_epoch,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("kind") != "array" or state.get("n_images") != len(self.images):
+            raise ValueError(
+                f"sampler state is for {state.get('kind')} with {state.get('n_images')} images, "
+                f"this dataset has {len(self.images)}"
+            )
+        self.epoch_index = int(state["epoch_index"])
+        self.batch_in_epoch = int(state["batch_in_epoch"])
+        self._order = None
+
+
+def resize_u8(images: Tensor, size: int, chunk: int = 4096) -> Tensor:
+    """Antialiased bilinear resize of uint8 ``(N, C, H, W)`` (e.g. MNIST for a 32/64 arch)."""
+    if images.shape[-1] == size and images.shape[-2] == size:
+        return images
+    out = []
+    for part in images.split(chunk):
+        x = F.interpolate(
+            part.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False
+        )
+        out.append(x.round().clamp(0, 255).to(torch.uint8))
+    return torch.cat(out)
+
+
+def load_idx_images(name: str, size: int, root: str | Path | None = None) -> Tensor:
+    """The training split of ``mnist``/``fashion-mnist`` as uint8 ``(N, 1, size, size)``."""
+    try:
+        images, _ = load_split(name, "train", root)
+    except DatasetNotFound as e:
+        raise DatasetError(str(e)) from None
+    return resize_u8(torch.from_numpy(images.copy()).unsqueeze(1), size)
+
+
+def list_images(folder: Path) -> list[Path]:
+    return sorted(
+        p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+    )
+
+
+def load_image(path: Path, size: int) -> np.ndarray:
+    """RGB, centre-cropped to a square, resized to ``size`` (LANCZOS): uint8 ``(3, size, size)``."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        w, h = im.size
+        side = min(w, h)
+        left, top = (w - side) // 2, (h - side) // 2
+        im = im.crop((left, top, left + side, top + side)).resize(
+            (size, size), Image.Resampling.LANCZOS
+        )
+        return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1).copy()
+
+
+def load_folder_images(folder: str | Path, size: int) -> Tensor:
+    """Every image under ``folder`` (recursively) as uint8 ``(N, 3, size, size)``."""
+    from PIL import UnidentifiedImageError
+
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise DatasetError(f"--dataset folder:{folder}: {root} is not a directory")
+    paths = list_images(root)
+    if not paths:
+        raise DatasetError(
+            f"--dataset folder:{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {root}"
+        )
+    arrays, bad = [], []
+    for p in paths:
+        try:
+            arrays.append(load_image(p, size))
+        except (OSError, UnidentifiedImageError, ValueError):
+            bad.append(p)
+    if bad:
+        warnings.warn(f"skipped {len(bad)} unreadable image(s), e.g. {bad[0]}", stacklevel=2)
+    if not arrays:
+        raise DatasetError(
+            f"--dataset folder:{folder}: none of the {len(paths)} image files could be read"
+        )
+    return torch.from_numpy(np.stack(arrays))
+
+
+def image_size(arch: str) -> int:
+    return {"dcgan28": 28, "dcgan32": 32, "dcgan64": 64}[arch]
+
+
+def make_sampler(cfg: TrainConfig, rank: int = 0, world_size: int = 1) -> Sampler:
+    """The real-sample stream of ``cfg.dataset`` for one process; ``.channels`` sizes the networks."""
+    check_dataset_name(cfg.dataset)
+    if cfg.dataset in toy.TOY_DATASETS:
+        # Fresh draws: seeding by rank is all it takes for ranks to see different samples.
+        return ToySampler(cfg.dataset, cfg.batch_size, cfg.seed, rank, cfg.device)
+    size = image_size(cfg.arch)
+    if cfg.dataset in IDX_DATASETS:
+        images = load_idx_images(cfg.dataset, size, cfg.data_root)
+        info = {"dataset": cfg.dataset, "kind": "idx"}
+    else:
+        folder = cfg.dataset.removeprefix("folder:")
+        images = load_folder_images(folder, size)
+        info = {
+            "dataset": cfg.dataset,
+            "kind": "folder",
+            "path": str(Path(folder).expanduser().resolve()),
+        }
+    return ArraySampler(images, cfg.batch_size, cfg.seed, rank, world_size, cfg.device, info)
