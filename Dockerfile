@@ -62,8 +62,6 @@ RUN groupadd --gid "${UID}" gan \
 
 COPY --from=builder /opt/venv /opt/venv
 WORKDIR /app
-COPY service/ ./service/
-COPY models/ ./models/
 
 # BENTOML_HOME holds BentoML's scratch state (Prometheus multiprocess files): under /tmp, so
 # the root filesystem can be read-only with an emptyDir/tmpfs on /tmp.
@@ -82,3 +80,8 @@ EXPOSE 3000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python3", "-c", "import os, urllib.request as u; u.urlopen('http://127.0.0.1:%s/readyz' % os.environ.get('BENTOML_PORT', '3000'), timeout=4)"]
 ENTRYPOINT ["bentoml", "serve", "service.service:GanService"]
+
+# Last, so that a change to the code or the models rebuilds only these layers. Owned by root and
+# not writable by the service's user.
+COPY models/ ./models/
+COPY service/ ./service/

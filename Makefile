@@ -55,3 +55,9 @@ clean:
 .PHONY: image
 image:
 	IMAGE=$(or $(IMAGE),gan-service:latest) VARIANT=$(or $(VARIANT),cpu) deploy/scripts/build-image.sh
+
+# The benchmark of BENCHMARKS.md (~25 min; needs wrk: apt-get install wrk, and Java 17 for the
+# TorchServe peer). QUICK=1 make bench: a 3-minute smoke run of the same steps.
+.PHONY: bench
+bench: install-train
+	bash bench/run_all.sh

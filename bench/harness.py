@@ -72,6 +72,52 @@ def port_free(port: int) -> bool:
         return True
 
 
+_NICE = 0
+
+
+def take_priority(nice: int) -> None:
+    """Run this process and every server it starts at priority ``nice`` (negative needs root).
+
+    On a machine shared with other jobs the kernel (autogroup scheduling, on here) shares the CPU
+    fairly between sessions, not processes: a plain ``nice`` only ranks threads inside one
+    session. So this sets both this process's nice value and its session's autogroup nice
+    (/proc/self/autogroup), and ``start_*`` does the same for each server's own session
+    (``boost``). Measured here: a busy loop got 0.3-0.4 of a core at load ~9 with either nice 0
+    or nice -10, and 0.97 with autogroup nice -10. Every compared system gets the same value."""
+    global _NICE
+    _NICE = nice
+    if not nice:
+        return
+    try:
+        os.nice(nice)
+    except PermissionError:
+        print(f"cannot renice to {nice} (not root): normal priority", file=sys.stderr)
+        _NICE = 0
+        return
+    boost([os.getpid()])
+
+
+def boost(pids: list[int]) -> None:
+    """Give the sessions (autogroups) of ``pids`` the priority set by ``take_priority``."""
+    if not _NICE:
+        return
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            Path(f"/proc/{pid}/autogroup").write_text(str(_NICE))
+            os.setpriority(os.PRIO_PROCESS, pid, _NICE)
+
+
+def exit_on_sigterm() -> None:
+    """SIGTERM (and SIGINT, even when inherited as ignored) -> SystemExit, so that ``finally``
+    blocks stop the servers this process started."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+
 def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
@@ -232,6 +278,7 @@ def start_ours(
     """``bentoml serve service.service:GanService`` (or, ``bare``, the same Starlette app under
     plain uvicorn: bench/bare_server.py) with its own BENTOML_HOME, on 127.0.0.1."""
     port = port or free_port()
+    workdir = workdir.resolve()
     home = workdir / f"home-{name}"
     home.mkdir(parents=True, exist_ok=True)
     full_env = {
@@ -265,7 +312,9 @@ def start_ours(
             start_new_session=True,
         )
     server = Server(name, f"http://127.0.0.1:{port}", process, log_path, meta={"env": env or {}})
+    boost([process.pid])
     _wait_http(server, "/readyz" if not bare else "/models", 180.0)
+    boost(server.usage()["pids"])  # the worker processes, in sessions of their own
     return server
 
 
@@ -319,7 +368,7 @@ def start_torchserve(
             raise SystemExit(f"another TorchServe is running ({pidfile}); not touching it")
         except (ValueError, ProcessLookupError, PermissionError):
             pass
-    cur = workdir / f"ts-w{workers}_d{delay_ms}_t{threads}"
+    cur = workdir.resolve() / f"ts-w{workers}_d{delay_ms}_t{threads}"
     (cur / "logs").mkdir(parents=True, exist_ok=True)
     conf = cur / "config.properties"
     conf.write_text(
@@ -367,8 +416,10 @@ def start_torchserve(
         stop_cwd=cur,
         stop_env=env,
     )
+    boost([process.pid])
     mgmt = Server("ts-mgmt", f"http://127.0.0.1:{ports[1]}", process, log_path)
     _wait_http(mgmt, "/models/gan", 240.0, ok=lambda b: b.count(b'"READY"') >= workers)
+    boost(server.usage()["pids"])
     return server
 
 

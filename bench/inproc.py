@@ -63,9 +63,7 @@ def rate(fn: Callable[[int], object], batch: int, secs: float, reps: int = 3) ->
 
 
 def session(path: Path, threads: int, providers: list[str]) -> ort.InferenceSession:
-    options = _session_options()
-    if threads:
-        options.intra_op_num_threads = threads
+    options = _session_options(threads)
     return ort.InferenceSession(str(path), sess_options=options, providers=providers)
 
 
@@ -193,7 +191,13 @@ def main() -> None:
         help="only the ceiling the load figures are compared to: generator, batch 64, png_b64",
     )
     ap.add_argument("--json-out", type=Path)
+    ap.add_argument("--nice", type=int, default=0, help="priority (bench/run.py passes its own)")
     args = ap.parse_args()
+    if args.nice:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import harness
+
+        harness.take_priority(args.nice)
     if args.quick:
         result = run(
             args.model_dir,

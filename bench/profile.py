@@ -336,7 +336,11 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=6.0)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-servers", action="store_true", help="only the in-process stages")
+    ap.add_argument("--nice", type=int, default=-10, help="priority (see bench/run.py)")
     args = ap.parse_args()
+    h.exit_on_sigterm()
+    h.take_priority(args.nice)
+    args.out = args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
     import os
 

@@ -40,16 +40,16 @@ class RequestTimeoutMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        waiting_for_client = False
+        receiving = False  # the app has started reading the body ...
+        body_complete = False  # ... and has (or has not) got all of it
         response_started = False
 
         async def receive_tracked() -> Message:
-            # Not reset in a `finally`: wait_for cancels the app before we look at the flag,
-            # and a cancelled receive() is exactly the "still waiting for the client" case.
-            nonlocal waiting_for_client
-            waiting_for_client = True
+            nonlocal receiving, body_complete
+            receiving = True
             message = await receive()
-            waiting_for_client = False
+            if message["type"] == "http.request" and not message.get("more_body", False):
+                body_complete = True
             return message
 
         async def send_tracked(message: Message) -> None:
@@ -61,7 +61,8 @@ class RequestTimeoutMiddleware:
         try:
             await asyncio.wait_for(self.app(scope, receive_tracked, send_tracked), self.timeout_s)
         except TimeoutError:
-            reason = "request_timeout" if waiting_for_client else "timeout"
+            # The client's fault only if the app was reading the body and it never all came.
+            reason = "request_timeout" if receiving and not body_complete else "timeout"
             if self.on_timeout is not None:
                 self.on_timeout(scope, reason)
             if response_started:

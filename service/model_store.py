@@ -3,8 +3,9 @@
 Broken models (missing or invalid model.json, missing ONNX file, sha256 mismatch, a graph ONNX
 Runtime rejects or whose tensors do not match the manifest):
 
-- if the broken model is the default one (``GAN_DEFAULT_MODEL``, or when unset the first folder
-  name in sorted order) or no model works at all, loading fails with ``ModelStoreError`` naming
+- if the broken model is the default one (``GAN_DEFAULT_MODEL``; when unset, the name in the
+  models folder's ``DEFAULT`` file, so a mounted folder carries its own choice; else the first
+  folder name in sorted order) or no model works at all, loading fails with ``ModelStoreError`` naming
   the file, and the server does not start: a server without its default model would answer every
   plain request with an error, which is worse than not starting;
 - otherwise the working models are served, the broken one is logged and listed under ``broken``
@@ -34,6 +35,9 @@ CUDA = "CUDAExecutionProvider"
 
 # Severity 3 = errors only: ORT's warnings about unused initialisers etc. drown the start-up log.
 ort.set_default_logger_severity(3)
+
+# A one-line file in the models folder naming its default model (overridden by GAN_DEFAULT_MODEL).
+DEFAULT_FILE = "DEFAULT"
 
 
 class ModelStoreError(RuntimeError):
@@ -99,14 +103,17 @@ class ModelStore:
         """Load every folder under ``settings.models_dir``; ``cpu_only`` is the cheap pre-flight
         check run by the ``bentoml serve`` parent process, which must not grab a GPU."""
         candidates = _candidate_dirs(settings.models_dir)
-        default_name = settings.default_model or candidates[0].name
+        default_file = settings.models_dir / DEFAULT_FILE
+        from_file = default_file.read_text().strip() if default_file.is_file() else ""
+        default_name = settings.default_model or from_file or candidates[0].name
         if default_name not in {d.name for d in candidates}:
+            origin = "GAN_DEFAULT_MODEL" if settings.default_model else str(default_file)
             raise ModelStoreError(
-                f"GAN_DEFAULT_MODEL={default_name!r}: no such folder in {settings.models_dir} "
+                f"{origin}={default_name!r}: no such folder in {settings.models_dir} "
                 f"(found: {', '.join(d.name for d in candidates)})"
             )
         providers = _provider_chain(settings.provider, cpu_only=cpu_only)
-        options = _session_options()
+        options = _session_options(settings.ort_threads)
 
         models: dict[str, LoadedModel] = {}
         broken: dict[str, BrokenModel] = {}
@@ -197,9 +204,11 @@ def _provider_chain(requested: str, *, cpu_only: bool) -> list[str]:
     return [CUDA, CPU]
 
 
-def _session_options() -> ort.SessionOptions:
+def _session_options(intra_op_threads: int = 0) -> ort.SessionOptions:
+    """``intra_op_threads`` 0: ONNX Runtime's own choice (one per physical core)."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = intra_op_threads
     # Spinning intra-op threads burn the core the event loop needs between small batches.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options

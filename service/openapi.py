@@ -18,6 +18,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from service.interpolate import FORMATS, openapi_request_schema
 from service.latents import SEED_MAX
 from service.settings import Settings
 
@@ -256,6 +257,23 @@ def openapi_document(settings: Settings, models: list[str], default: str) -> dic
                         "200": {
                             "description": "one score per upload, in order",
                             "content": {JSON: {"schema": score_response}},
+                        },
+                        **_errors(400, 404, 413, auth=auth),
+                    },
+                }
+            },
+            "/interpolate": {
+                "post": {
+                    "operationId": "interpolate",
+                    "summary": "a latent walk between two seeds: PNG strip, GIF or WebP",
+                    "requestBody": json_body(openapi_request_schema(settings.n_max, model_field)),
+                    "responses": {
+                        "200": {
+                            "description": "the frames, in the requested format",
+                            "content": {
+                                media: {"schema": {"type": "string", "format": "binary"}}
+                                for media in FORMATS.values()
+                            },
                         },
                         **_errors(400, 404, 413, auth=auth),
                     },

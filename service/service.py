@@ -29,6 +29,7 @@ from service.model_store import ModelStore, ModelStoreError
 from service.openapi import openapi_endpoint
 from service.settings import Settings, SettingsError
 from service.shutdown import with_refusal_on_sigterm
+from service.ui import public_paths
 
 log = logging.getLogger("gan.service")
 
@@ -82,7 +83,7 @@ def _metrics() -> GanMetrics | None:
     return metrics if isinstance(metrics, GanMetrics) else None
 
 
-_ROUTES = frozenset({"generate", "generate_grid", "score", "models"})
+_ROUTES = frozenset({"generate", "generate_grid", "score", "models", "interpolate"})
 
 
 def _count_timeout(scope: MutableMapping[str, Any], reason: str) -> None:
@@ -153,13 +154,15 @@ class GanService:
 if SETTINGS.api_keys:
     # On the whole BentoML app, so /metrics, /docs.json and / are covered too (service/auth.py).
     # (bentoml's decorator types the class as itself; at run time it is a bentoml Service.)
+    # The web page's own static files (no data in them) stay open too: the page asks for the
+    # key and sends it with every API call (service/ui.py).
     cast(Any, GanService).add_asgi_middleware(
         ApiKeyMiddleware,
         keys=SETTINGS.api_keys,
-        open_paths=open_paths(SETTINGS.metrics_public),
+        open_paths=open_paths(SETTINGS.metrics_public) | public_paths(),
         on_refused=_count_refusal,
     )
     log.info(
-        "API key required on every route except %s",
+        "API key required on every route except %s and the web page's files under /ui/",
         ", ".join(sorted(open_paths(SETTINGS.metrics_public))),
     )

@@ -55,6 +55,8 @@ class Settings:
     # no exporter configured its spans go nowhere, yet they cost ~35% of a /generate's CPU.
     workers: int = 1
     trace_routes: bool = False
+    # ONNX Runtime intra-op threads per session; 0 = its own choice (one per physical core)
+    ort_threads: int = 0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -93,6 +95,7 @@ class Settings:
             require_all_models=get("GAN_REQUIRE_ALL_MODELS", _bool, defaults.require_all_models),
             workers=get("GAN_WORKERS", _int_at_least(1), defaults.workers),
             trace_routes=get("GAN_TRACE_ROUTES", _bool, defaults.trace_routes),
+            ort_threads=get("GAN_ORT_THREADS", _int_at_least(0), defaults.ort_threads),
         )
         if not 0.0 < settings.request_timeout_s <= MAX_REQUEST_TIMEOUT_S:
             raise SettingsError(

@@ -24,7 +24,7 @@ import signal
 import socket
 import stat
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import FrameType
 from typing import Any
@@ -62,10 +62,11 @@ def listening_sockets() -> list[int]:
     return found
 
 
-def stop_listening() -> int:
-    """``shutdown(SHUT_RD)`` every listening TCP socket; returns how many were stopped."""
+def stop_listening(fds: Iterable[int] | None = None) -> int:
+    """``shutdown(SHUT_RD)`` the listening TCP sockets ``fds`` (default: all of this process's);
+    returns how many were stopped."""
     stopped = 0
-    for fd in listening_sockets():
+    for fd in listening_sockets() if fds is None else fds:
         try:
             with socket.socket(fileno=os.dup(fd)) as sock:
                 sock.shutdown(socket.SHUT_RD)

@@ -294,25 +294,29 @@ def build_manifest(
     }
 
 
-def _training_facts(run_dir: Path) -> tuple[str, str]:
-    """The command that trained the run and its wall time, from the files the CLI leaves behind."""
-    command = "(unknown)"
+def _training_facts(run_dir: Path) -> tuple[list[str], str]:
+    """Every command that trained the run (resumes included) and its wall time, from the run folder."""
+    commands = ["(unknown)"]
     if (run_dir / "command.txt").is_file():
         lines = [ln for ln in (run_dir / "command.txt").read_text().splitlines() if ln.strip()]
-        if lines:
-            command = lines[0].split("]  ", 1)[-1]
+        commands = [ln.split("]  ", 1)[-1] for ln in lines] or commands
     seconds = "(unknown)"
     if (run_dir / "summary.json").is_file():
         summary = json.loads((run_dir / "summary.json").read_text())
-        for key in ("elapsed_s", "wall_s", "seconds"):
-            if key in summary:
-                seconds = f"{float(summary[key]) / 60:.1f} min"
-                break
-    return command, seconds
+        if "elapsed_s" in summary:
+            seconds = f"{float(summary['elapsed_s']) / 60:.1f} min"
+    return commands, seconds
+
+
+def write_sample_grid(path: Path, generator: Path, z_dim: int) -> None:
+    from training.plots import save_image_grid
+
+    images = _ort_session(generator).run(None, {"z": latents(0, 64, z_dim)})[0]
+    save_image_grid(images, path, nrow=8, scale=2)
 
 
 def write_model_card(folder: Path, manifest: dict[str, Any], run_dir: Path) -> None:
-    command, wall = _training_facts(run_dir)
+    commands, wall = _training_facts(run_dir)
     cfg = manifest["training"]["config"]
     ev = manifest.get("evaluation") or {}
     lines = [
@@ -325,7 +329,7 @@ def write_model_card(folder: Path, manifest: dict[str, Any], run_dir: Path) -> N
         "## How it was trained",
         "",
         "```bash",
-        command,
+        *commands,
         f"python -m training.export {run_dir} --name {manifest['name']} --out models/{manifest['name']}",
         "```",
         "",
@@ -337,6 +341,10 @@ def write_model_card(folder: Path, manifest: dict[str, Any], run_dir: Path) -> N
         f"- ONNX parity over {manifest['parity']['seeds']} seeds: generator max |diff| "
         f"{manifest['parity']['max_abs_diff_generator']:.2e}, discriminator {manifest['parity']['max_abs_diff_discriminator']:.2e}",
         f"- realness: {manifest['realness']['method']} (a={manifest['realness']['a']:.4g}, b={manifest['realness']['b']:.4g})",
+        "",
+        "![seeds 0..63](samples.png)",
+        "",
+        'Seeds 0..63, as the service returns them (`POST /generate_grid {"seed": 0, "n": 64}`).',
         "",
         "## Evaluation",
         "",
@@ -357,7 +365,12 @@ def write_model_card(folder: Path, manifest: dict[str, Any], run_dir: Path) -> N
 
 
 def export_run(
-    run_dir: Path, name: str, out: Path, data_root: str | None = None, evaluate: bool = True
+    run_dir: Path,
+    name: str,
+    out: Path,
+    data_root: str | None = None,
+    evaluate: bool = True,
+    weak: Path | None = None,
 ) -> dict[str, Any]:
     cfg, step, state = load_run(run_dir)
     if cfg.arch == "mlp":
@@ -388,8 +401,11 @@ def export_run(
         if evaluate:
             from training.metrics import evaluate_model_dir
 
-            manifest["evaluation"] = evaluate_model_dir(tmp, data_root=data_root)
+            manifest["evaluation"] = evaluate_model_dir(
+                tmp, data_root=data_root, weak=weak, display_path=str(out)
+            )
             (tmp / "model.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        write_sample_grid(tmp / "samples.png", tmp / "generator.onnx", cfg.z_dim)
         write_model_card(tmp, manifest, run_dir)
         if out.exists():
             shutil.rmtree(out)
@@ -416,11 +432,23 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="skip the quality metrics (faster; model.json.evaluation stays empty)",
     )
+    p.add_argument(
+        "--compare-weak",
+        type=Path,
+        help="a deliberately weak model folder: its FID_c is reported as the ceiling",
+    )
     args = p.parse_args(argv)
     out = args.out or Path("models") / args.name
     t0 = time.time()
     try:
-        m = export_run(args.run_dir, args.name, out, args.data_root, evaluate=not args.no_eval)
+        m = export_run(
+            args.run_dir,
+            args.name,
+            out,
+            args.data_root,
+            evaluate=not args.no_eval,
+            weak=args.compare_weak,
+        )
     except (FileNotFoundError, ValueError, ParityError) as e:
         print(f"export failed: {e}", file=sys.stderr)
         return 2

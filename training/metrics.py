@@ -518,8 +518,13 @@ def evaluate_model_dir(
     weak: Path | str | None = None,
     kid_subsets: int = 100,
     kid_subset_size: int = 1000,
+    display_path: str | None = None,
 ) -> dict[str, Any]:
-    """Evaluate one model folder; returns the JSON-ready report (see EVALUATION.md)."""
+    """Evaluate one model folder; returns the JSON-ready report (see EVALUATION.md).
+
+    ``display_path`` is the folder named in the report's rerun command, for callers (the
+    exporter) that evaluate a temporary folder before moving it to its final place.
+    """
     start = time.perf_counter()
     model = load_model_dir(path)
     dataset = model.dataset
@@ -553,7 +558,14 @@ def evaluate_model_dir(
         "realness": realness_report(model, gen_u8, ref),
         "seconds": _r(time.perf_counter() - start, 1),
         "command": _command(
-            path, n, n_real, data_root, truncation, weak, kid_subsets, kid_subset_size
+            display_path or path,
+            n,
+            n_real,
+            data_root,
+            truncation,
+            weak,
+            kid_subsets,
+            kid_subset_size,
         ),
     }
 

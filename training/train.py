@@ -465,7 +465,11 @@ def prepare_run_dir(
     if ckpt is None:
         clear_run_dir(out)  # a fresh start (or --force, or a resume with nothing saved yet)
     out.mkdir(parents=True, exist_ok=True)
-    cfg.save(out / "config.json")
+    # Temp files of writes a kill interrupted; we hold the lock, so no live writer owns them.
+    for stale in [*out.glob(".*.tmp-*"), *out.glob("samples/.*.tmp-*")]:
+        stale.unlink(missing_ok=True)
+    text = json.dumps(cfg.to_dict(), indent=2) + "\n"  # as TrainConfig.save, but atomic
+    atomic_write(out / "config.json", lambda f: f.write(text.encode()))
     start = ckpt["step"] if ckpt else 0
     # Log lines past the checkpoint belong to the killed attempt: the resumed run rewrites them.
     write_records(out / "metrics.jsonl", read_metrics(out / "metrics.jsonl", start))

@@ -59,6 +59,7 @@ docker)
     [ -n "${BASE_IMAGE:-}" ] && args+=(--build-arg "BASE_IMAGE=$BASE_IMAGE")
     echo "+ docker build ${args[*]} ."
     docker build "${args[@]}" .
+    end=$(date +%s)
     size="$(($(docker image inspect --format '{{.Size}}' "$IMAGE") / 1000000)) MB"
     ;;
 buildah)
@@ -79,6 +80,7 @@ buildah)
     # --format docker: the OCI format has no HEALTHCHECK, and buildah would drop it.
     echo "+ ${B[*]} bud --isolation $ISOLATION --format docker --layers --force-rm ${args[*]} ."
     "${B[@]}" bud --isolation "$ISOLATION" --format docker --layers --force-rm "${args[@]}" .
+    end=$(date +%s)
     size=$("${B[@]}" images --format '{{.Size}}' "$IMAGE" | head -1)
     ;;
 *)
@@ -86,5 +88,4 @@ buildah)
     exit 2
     ;;
 esac
-end=$(date +%s)
 echo "built $IMAGE ($VARIANT) with $ENGINE in $((end - start)) s; size $size"

@@ -6,8 +6,8 @@ and docs/deploy.md records a run.
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -66,11 +66,13 @@ def test_multi_stage_with_cpu_and_gpu_bases() -> None:
 
 
 def test_builder_installs_only_the_service_dependencies() -> None:
-    sys.path.insert(0, str(REPO / "deploy" / "docker"))
-    try:
-        from requirements import requirements
-    finally:
-        sys.path.pop(0)
+    spec = importlib.util.spec_from_file_location(
+        "deploy_requirements", REPO / "deploy" / "docker" / "requirements.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    requirements = module.requirements
     pyproject = str(REPO / "pyproject.toml")
     for extra, runtime in (("cpu", "onnxruntime"), ("gpu", "onnxruntime-gpu")):
         reqs = requirements(pyproject, extra)

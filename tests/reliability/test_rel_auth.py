@@ -162,6 +162,7 @@ PROTECTED = [
     ("POST", "/generate"),
     ("POST", "/generate_grid"),
     ("POST", "/score"),
+    ("POST", "/interpolate"),
     ("GET", "/models"),
     ("GET", "/openapi.json"),
     ("GET", "/metrics"),
@@ -170,6 +171,8 @@ PROTECTED = [
     ("GET", "/no-such-page"),
     ("GET", "/readyz/"),
     ("GET", "//generate"),
+    ("GET", "/ui/../models"),
+    ("GET", "/ui/not-a-page.html"),
 ]
 
 pytest_integration = pytest.mark.integration  # the unit tests above need no server
@@ -191,6 +194,14 @@ def test_every_route_but_the_probes_needs_the_key(
 @pytest.mark.parametrize("path", ["/livez", "/readyz", "/healthz"])
 def test_health_probes_need_no_key(rel_server: Server, path: str) -> None:
     assert httpx.get(rel_server.url + path, timeout=30).status_code == 200
+
+
+@pytest_integration
+@pytest.mark.parametrize("path", ["/ui", "/ui/", "/ui/app.js", "/ui/style.css"])
+def test_the_web_page_files_need_no_key(rel_server: Server, path: str) -> None:
+    """Static files with no data in them; the page asks for the key and sends it itself."""
+    r = httpx.get(rel_server.url + path, timeout=30)
+    assert r.status_code in (200, 307), (path, r.status_code)
 
 
 @pytest_integration

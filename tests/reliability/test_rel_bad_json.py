@@ -252,6 +252,9 @@ def test_made_up_urls_get_404_and_do_not_grow_our_metrics(rel_client: httpx.Clie
     for _ in range(20):
         r = rel_client.get(f"/{uuid.uuid4().hex}")
         assert r.status_code == 404
+        # Under a mounted route (the web page's /ui/) our app answers: JSON, bounded labels.
+        r = rel_client.get(f"/ui/{uuid.uuid4().hex}")
+        assert r.status_code == 404 and r.json()["reason"] == "not_found"
     assert _our_error_series(rel_client) - before <= 1
     assert rel_client.post("/generate", json={"seed": 3}).status_code == 200
 

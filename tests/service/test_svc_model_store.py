@@ -30,6 +30,16 @@ def test_loads_both_models_on_cpu(models: Path) -> None:
     assert [m["name"] for m in described["models"]] == ["tiny-a", "tiny-b"]
 
 
+def test_default_file_in_the_models_folder_then_env_wins(models: Path) -> None:
+    (models / "DEFAULT").write_text("tiny-b\n")
+    assert ModelStore.load(Settings(models_dir=models, provider="cpu")).default_name == "tiny-b"
+    env = Settings(models_dir=models, provider="cpu", default_model="tiny-a")
+    assert ModelStore.load(env).default_name == "tiny-a"
+    (models / "DEFAULT").write_text("nope\n")
+    with pytest.raises(ModelStoreError, match="DEFAULT='nope': no such folder"):
+        ModelStore.load(Settings(models_dir=models, provider="cpu"))
+
+
 def test_generate_and_discriminate_shapes(models: Path) -> None:
     model = ModelStore.load(Settings(models_dir=models)).get("tiny-b")
     images = model.generate(latents(7, 3, 16))

@@ -101,6 +101,7 @@ def test_random_shift_translates_without_changing_shape() -> None:
         assert abs(row - 14) <= 2 and abs(col - 14) <= 2
 
 
+@pytest.mark.slow  # a dynamo export: ~5-20 s on the shared 2-core machine
 def test_export_keeps_the_contract_and_matches_torch(tmp_path: Path) -> None:
     """An untrained net (BN statistics made non-trivial) exports to ORT within 1e-4 of torch."""
     torch.manual_seed(0)

@@ -65,6 +65,7 @@ def test_folder_and_manifest(exported):
         "discriminator.onnx",
         "generator.onnx",
         "model.json",
+        "samples.png",
     ]
     on_disk = json.loads((out / "model.json").read_text())
     assert on_disk == manifest
