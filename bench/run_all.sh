@@ -7,7 +7,7 @@
 # 3. items 2-5: ours, TorchServe (2 workers, 5 ms, 1 thread), ours without batching and the
 #    in-process ceiling, interleaved per load point, 2 rounds; /score; the n and c sweeps
 #    (bench/run.py), then tables and the plot docs/bench-scaling.png (bench/report.py);
-# 4. where the time goes (bench/profile.py);
+# 4. where the time goes (bench/where_time_goes.py);
 # 5. the bundled default model models/mnist-dcgan, if present: the target points again.
 # Knobs: QUICK=1 (a 3-minute smoke run of the same steps), SKIP_PROFILE=1, SKIP_DEFAULT=1,
 # NICE=-10 (the benchmark's priority; 0 leaves it; negative needs root).
@@ -41,7 +41,7 @@ log "items 2-5: load, interleaved"
 
 if [ -z "${SKIP_PROFILE:-}" ]; then
   log "where the time goes"
-  "$PY" bench/profile.py --models-dir "$MODELS" --out "$OUT/profile" --nice "$NICE" "${Q[@]}" \
+  "$PY" bench/where_time_goes.py --models-dir "$MODELS" --out "$OUT/profile" --nice "$NICE" "${Q[@]}" \
     2> "$OUT/profile.log" | tee "$OUT/profile.md"
 fi
 

@@ -36,7 +36,7 @@ def test_variant_settings_reach_the_config() -> None:
     cfg = lab.make_config(best, "grid25", 2, lab.FULL)
     assert cfg.seed == 2 and cfg.loss == best.loss
     assert cfg.extra["lr_decay"] == best.lr_decay and cfg.extra["init"] == lab.FULL.init
-    for key, value in best.params.items():
+    for key, value in {**best.params, **best.per_dataset.get("grid25", {})}.items():
         assert getattr(cfg, key) == value
     names = [v.name for v in lab.VARIANTS]
     assert len(set(names)) == len(names)
@@ -120,6 +120,12 @@ def test_quick_lab_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         rec["hq_fraction"],
         rec["reverse_kl"],
     )
+
+    # The report can be rewritten from the JSON and the run folders alone.
+    (out / lab.MD_NAME).write_text("stale")
+    assert lab.main(["--render-only", "--out", str(out)]) == 0
+    assert (out / lab.MD_NAME).read_text() == md
+    assert json.loads((out / lab.JSON_NAME).read_text())["summary"] == result["summary"]
 
 
 def test_quick_does_not_overwrite_a_full_report(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """Where the time of a /generate goes, end to end, on this machine.
 
-usage: python bench/profile.py --models-dir /tmp/bench/models [--out DIR] [--quick] [--no-servers]
+usage: python bench/where_time_goes.py --models-dir /tmp/bench/models [--out DIR] [--quick] [--no-servers]
 
 1. Stages, in-process, microseconds (best of several runs; service code, not copies):
    JSON parsing (parse_generate), latents, ONNX Runtime at batch 1 and per image at batch 64,
