@@ -64,11 +64,14 @@ def _find(env: str, name: str) -> str | None:
 
 @pytest.fixture(scope="session")
 def ui_server(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """tiny-a (default), tiny-b and blobs (smooth RGB images, for the screenshot)."""
+    """tiny-a (default), tiny-b, blobs (smooth RGB images) and the bundled mnist-dcgan (the screenshot's)."""
     models = tmp_path_factory.mktemp("ui_models")
     for folder in tiny_models_dir.iterdir():
         shutil.copytree(folder, models / folder.name)
     build_smooth_model(models)
+    shutil.copytree(
+        Path(__file__).resolve().parents[2] / "models" / "mnist-dcgan", models / "mnist-dcgan"
+    )
     srv = launch(models, tmp_path_factory.mktemp("bentoml_home_ui"))
     try:
         wait_ready(srv)

@@ -83,7 +83,7 @@ def test_page_is_served_locally_and_lists_models(browser: Any, ui_server: Server
     options = [
         o.get_attribute("value") for o in browser.find_elements("css selector", "#model option")
     ]
-    assert options == ["blobs", "tiny-a", "tiny-b"]
+    assert options == ["blobs", "mnist-dcgan", "tiny-a", "tiny-b"]
     assert browser.find_element("id", "model").get_attribute("value") == "tiny-a"
     assert "28×28 grey" in browser.find_element("id", "model-info").text
     # No CDN: every resource the page loaded came from the server itself.
@@ -284,17 +284,17 @@ def test_api_key_prompt(browser: Any, keyed_url: str) -> None:
 
 
 def _screenshot(driver: Any, tmp_path: Path) -> None:
-    """docs/ui-screenshot.png: the smooth model's grid, a walk strip and the grid's scores."""
+    """docs/ui-screenshot.png: the bundled MNIST model's grid, a walk strip and the grid's scores."""
     from selenium.webdriver.support.ui import Select
 
-    Select(driver.find_element("id", "model")).select_by_value("blobs")
+    Select(driver.find_element("id", "model")).select_by_value("mnist-dcgan")
     _set(driver, "seed", "2024")
     _set(driver, "n", "16")
     driver.find_element("id", "generate-btn").click()
     _wait(
         driver,
-        lambda d: [i["w"] for i in _loaded_images(d, "#grid img") if i["complete"]] == [32] * 16,
-        "16 blobs images",
+        lambda d: [i["w"] for i in _loaded_images(d, "#grid img") if i["complete"]] == [28] * 16,
+        "16 mnist-dcgan images",
     )
     _set(driver, "seed-a", "2024")
     _set(driver, "seed-b", "2031")
@@ -305,7 +305,7 @@ def _screenshot(driver: Any, tmp_path: Path) -> None:
     _wait(
         driver,
         lambda d: (
-            [i["w"] for i in _loaded_images(d, "#walk-result img") if i["complete"]] == [9 * 66 + 2]
+            [i["w"] for i in _loaded_images(d, "#walk-result img") if i["complete"]] == [9 * 58 + 2]
         ),
         "the walk strip",
     )
