@@ -31,15 +31,29 @@ def internal_errors(client: httpx.Client) -> float:
 
 
 def raw_request(url: str, data: bytes, timeout: float = 15.0) -> tuple[bytes, bytes]:
-    """Send raw bytes to the server of ``url`` (127.0.0.1 only) and read until it closes or
-    ``timeout``; returns (status line + headers, body)."""
+    """Send raw bytes to the server of ``url`` (127.0.0.1 only) and read the answer (headers, then
+    Content-Length bytes of body, or until it closes) or until ``timeout``; returns (head, body).
+
+    The body can arrive in a later segment than the headers, so stopping at the blank line
+    would make the caller's body checks flaky."""
     host, port = url.removeprefix("http://").split(":")
     assert host == "127.0.0.1"
     received = b""
     with socket.create_connection((host, int(port)), timeout=timeout) as sock:
         sock.sendall(data)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and b"\r\n\r\n" not in received:
+
+        def complete() -> bool:
+            head, sep, body = received.partition(b"\r\n\r\n")
+            if not sep:
+                return False
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    return len(body) >= int(value.strip())
+            return False  # no length: read until the server closes
+
+        while time.monotonic() < deadline and not complete():
             chunk = sock.recv(65536)
             if not chunk:
                 break
