@@ -23,6 +23,7 @@ from PIL import Image
 from service.errors import bad_request, invalid_field
 from service.imaging import encode_png, make_grid
 from service.latents import SEED_MAX, latents_for_seeds
+from service.request_parsing import int_field, type_name
 
 FORMATS = {"png": "image/png", "gif": "image/gif", "webp": "image/webp"}
 FIELDS = frozenset(
@@ -148,16 +149,16 @@ def parse_interpolate(body: bytes, steps_max: int) -> InterpolateParams:
         if name not in data:
             raise invalid_field(name, f"{name} is required: an integer in [0, {SEED_MAX}]")
     steps_max = max(STEPS_MIN, steps_max)
-    seed_a = _int(data, "seed_a", 0, SEED_MAX, 0)
-    seed_b = _int(data, "seed_b", 0, SEED_MAX, 0)
-    steps = _int(data, "steps", STEPS_MIN, steps_max, min(STEPS_DEFAULT, steps_max))
+    seed_a = int_field(data, "seed_a", 0, SEED_MAX, 0)
+    seed_b = int_field(data, "seed_b", 0, SEED_MAX, 0)
+    steps = int_field(data, "steps", STEPS_MIN, steps_max, min(STEPS_DEFAULT, steps_max))
     model = data.get("model")
     if model is not None and not isinstance(model, str):
-        raise invalid_field("model", f"model must be a string, got {_type_name(model)}")
+        raise invalid_field("model", f"model must be a string, got {type_name(model)}")
     truncation = data.get("truncation", 1.0)
     if not isinstance(truncation, int | float) or isinstance(truncation, bool):
         raise invalid_field(
-            "truncation", f"truncation must be a number, got {_type_name(truncation)}"
+            "truncation", f"truncation must be a number, got {type_name(truncation)}"
         )
     truncation = float(truncation)
     if not (math.isfinite(truncation) and 0.0 < truncation <= 1.0):
@@ -167,11 +168,11 @@ def parse_interpolate(body: bytes, steps_max: int) -> InterpolateParams:
         raise invalid_field(
             "format", f"format must be one of {', '.join(FORMATS)}, got {json.dumps(fmt)}"
         )
-    frame_ms = _int(data, "frame_ms", *FRAME_MS_RANGE, FRAME_MS_DEFAULT)
-    scale = _int(data, "scale", 1, SCALE_MAX, 1)
+    frame_ms = int_field(data, "frame_ms", *FRAME_MS_RANGE, FRAME_MS_DEFAULT)
+    scale = int_field(data, "scale", 1, SCALE_MAX, 1)
     bounce = data.get("bounce", True)
     if not isinstance(bounce, bool):
-        raise invalid_field("bounce", f"bounce must be true or false, got {_type_name(bounce)}")
+        raise invalid_field("bounce", f"bounce must be true or false, got {type_name(bounce)}")
     return InterpolateParams(seed_a, seed_b, steps, model, truncation, fmt, frame_ms, scale, bounce)
 
 
@@ -231,18 +232,3 @@ def render(pixels: np.ndarray, params: InterpolateParams) -> bytes:
 def filename(params: InterpolateParams) -> str:
     kind = "strip" if params.format == "png" else "walk"
     return f"{kind}-{params.seed_a}-{params.seed_b}-{params.steps}.{params.format}"
-
-
-def _type_name(value: object) -> str:
-    return "null" if value is None else type(value).__name__
-
-
-def _int(data: dict[str, Any], name: str, lo: int, hi: int, default: int) -> int:
-    value = data.get(name, default)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise invalid_field(
-            name, f"{name} must be an integer in [{lo}, {hi}], got {_type_name(value)}"
-        )
-    if not lo <= value <= hi:
-        raise invalid_field(name, f"{name} must be in [{lo}, {hi}], got {value}")
-    return value

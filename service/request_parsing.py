@@ -74,24 +74,24 @@ def parse_generate(body: bytes, n_max: int, *, grid: bool = False) -> GeneratePa
         )
     if "seed" not in data:
         raise invalid_field("seed", f"seed is required: an integer in [0, {SEED_MAX}]")
-    seed = _int_field(data, "seed", 0, SEED_MAX, default=0)
-    n = _int_field(data, "n", 1, n_max, default=1)
+    seed = int_field(data, "seed", 0, SEED_MAX, default=0)
+    n = int_field(data, "n", 1, n_max, default=1)
     if seed + n - 1 > SEED_MAX:
         raise invalid_field(
             "n", f"seed + n - 1 = {seed + n - 1} is over the largest seed {SEED_MAX}"
         )
     model = data.get("model")
     if model is not None and not isinstance(model, str):
-        raise invalid_field("model", f"model must be a string, got {_type_name(model)}")
+        raise invalid_field("model", f"model must be a string, got {type_name(model)}")
     truncation = data.get("truncation", 1.0)
     if not _is_number(truncation):
         raise invalid_field(
-            "truncation", f"truncation must be a number, got {_type_name(truncation)}"
+            "truncation", f"truncation must be a number, got {type_name(truncation)}"
         )
     truncation = float(truncation)
     if not (math.isfinite(truncation) and 0.0 < truncation <= 1.0):
         raise invalid_field("truncation", f"truncation must be in (0, 1], got {truncation}")
-    columns = _int_field(data, "columns", 1, n_max, default=1) if "columns" in data else None
+    columns = int_field(data, "columns", 1, n_max, default=1) if "columns" in data else None
     return GenerateParams(seed=seed, n=n, model=model, truncation=truncation, columns=columns)
 
 
@@ -164,15 +164,15 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _type_name(value: object) -> str:
+def type_name(value: object) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def _int_field(data: dict[str, Any], name: str, lo: int, hi: int, default: int) -> int:
+def int_field(data: dict[str, Any], name: str, lo: int, hi: int, default: int) -> int:
     value = data.get(name, default)
     if not isinstance(value, int) or isinstance(value, bool):
         raise invalid_field(
-            name, f"{name} must be an integer in [{lo}, {hi}], got {_type_name(value)}"
+            name, f"{name} must be an integer in [{lo}, {hi}], got {type_name(value)}"
         )
     if not lo <= value <= hi:
         raise invalid_field(name, f"{name} must be in [{lo}, {hi}], got {value}")
