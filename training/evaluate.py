@@ -95,6 +95,11 @@ def load_run_generator(run_dir: Path) -> tuple[nn.Module, TrainConfig, dict[str,
     """``(G, cfg, info)`` from a run folder's ``ckpt-latest.pt``; the EMA generator when it was kept."""
     ckpt = load_checkpoint(Path(run_dir) / LATEST)
     cfg = TrainConfig.from_dict(ckpt["config"])
+    if cfg.dataset not in TOY_DATASETS:
+        # Checked before building G: an image run's nets need its channel count, not ours.
+        raise ValueError(
+            f"{run_dir} is a {cfg.dataset} run; mode metrics are for {', '.join(TOY_DATASETS)}"
+        )
     assert cfg.z_dim is not None
     G, _ = build_networks(cfg.arch, cfg.z_dim, cfg.width)
     state = ckpt["trainer"]

@@ -101,16 +101,80 @@ QUICK = Budget(
 )
 
 VARIANTS: list[Variant] = [
-    Variant("minimax", "minimax", why=""),
-    Variant("ns", "ns", why=""),
-    Variant("wgan", "wgan", why=""),
-    Variant("wgan-gp", "wgan-gp", why=""),
-    Variant("lsgan", "lsgan", why=""),
-    Variant("hinge", "hinge", why=""),
-    Variant("ns+pac2", "ns", {"pack": 2}, kind="regulariser", why=""),
-    Variant("ns+pac4", "ns", {"pack": 4}, kind="regulariser", why=""),
-    Variant("ns+sn", "ns", {"spectral_norm": True}, kind="regulariser", why=""),
-    Variant("hinge+sn", "hinge", {"spectral_norm": True}, kind="regulariser", why=""),
+    Variant(
+        "minimax",
+        "minimax",
+        why="Did not stall (with this init D starts unsure, so log(1 - D(G(z))) still has a gradient) "
+        "and ends like ns: the ring is covered, the grid loses 2-5 modes while its samples are still "
+        "smeared along the bridges G tore between modes.",
+    ),
+    Variant(
+        "ns",
+        "ns",
+        why="Strong but local gradients (each fake only learns about the modes next to it): grid modes "
+        "whose latent region shrank early are never won back, the rest end unbalanced (KL about 1.2), "
+        "and at lr 2e-4 most grid samples still sit on the bridges.",
+    ),
+    Variant(
+        "wgan",
+        "wgan",
+        why="Weight clipping at 0.01 leaves a near-linear critic that cannot resolve 0.01-0.05-wide "
+        "modes: a diffuse cloud over the modes (HQ < 10%): not converged in its 1/3 of the G steps "
+        "rather than collapsed.",
+    ),
+    Variant(
+        "wgan-gp",
+        "wgan-gp",
+        why="Smooth critic, but Adam 1e-4 with a third of the G steps moves G slowly: on ring8 the "
+        "whole sample set is still one arc outside the circle (collapsed, but off the modes), on the "
+        "grid a blur; it needs far more generator steps than this budget gives it.",
+    ),
+    Variant(
+        "lsgan",
+        "lsgan",
+        why="Behaves like ns near the data (local gradients), with more spread between seeds: one "
+        "ring seed drops a mode and two are unbalanced, the grid loses about 4.",
+    ),
+    Variant(
+        "hinge",
+        "hinge",
+        why="The sharpest plain loss on the grid (22 modes on every seed), likely because the margin "
+        "stops D from pushing further on fakes it already rejects; still drops 3 grid modes.",
+    ),
+    Variant(
+        "ns+pac2",
+        "ns",
+        {"pack": 2},
+        kind="regulariser",
+        why="D judges pairs, which keeps the ring balanced, but the same 128-unit D must now model 4-D "
+        "pairs (625 joint modes on the grid) and sharpens slower: grid samples fill the grid lines "
+        "(HQ 8%) and 2-6 modes are missing at this budget.",
+    ),
+    Variant(
+        "ns+pac4",
+        "ns",
+        {"pack": 4},
+        kind="regulariser",
+        why="Same with 8-D packs: the slowest to sharpen (HQ 2-12%). PacGAN4's 24.8 grid modes came "
+        "after ~50x more steps with a 1000-unit maxout D.",
+    ),
+    Variant(
+        "ns+sn",
+        "ns",
+        {"spectral_norm": True},
+        kind="regulariser",
+        why="A Lipschitz-bounded D has smooth, long-range gradients (best plain grid coverage, 24 "
+        "modes) but at lr 2e-4 separates ring8's 0.01-wide modes too weakly to hold G: two of three "
+        "ring runs drift off the circle entirely.",
+    ),
+    Variant(
+        "hinge+sn",
+        "hinge",
+        {"spectral_norm": True},
+        kind="regulariser",
+        why="The weakest row: a Lipschitz-bounded critic trained to a margin gives G little direction "
+        "at this budget; G drifts off the ring and covers 7-11 grid modes.",
+    ),
     Variant(
         "best",
         "ns",
@@ -120,7 +184,10 @@ VARIANTS: list[Variant] = [
         per_dataset={"grid25": {"batch_size": 512, "gp_weight": 0.1}},
         lr_decay=0.5,
         kind="tuned",
-        why="",
+        why="ns with a 10x learning rate, then a linear decay to 0: the high rate spreads G fast, the "
+        "decay lets G and D settle instead of circling the equilibrium, which is what makes the "
+        "clusters sharp; on grid25 batch 512 and a light gradient penalty win back the middle-row "
+        "modes a high rate tends to lose.",
     ),
 ]
 BEST = "best"

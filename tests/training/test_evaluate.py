@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from training.checkpoint import rng_state, save_checkpoint
 from training.config import TrainConfig
 from training.evaluate import evaluate_generator, evaluate_samples, main
 from training.lab import QUICK, Variant, train_run
@@ -155,3 +156,12 @@ def test_cli_on_a_lab_run_dir(
 def test_cli_on_a_missing_run_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([str(tmp_path / "nope")]) == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_cli_refuses_an_image_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = TrainConfig(dataset="mnist", arch="dcgan28")
+    save_checkpoint(
+        tmp_path, config=cfg, step=1, trainer_state={}, rng=[rng_state()], sampler=[{}], keep=0
+    )
+    assert main([str(tmp_path)]) == 2
+    assert "mnist run" in capsys.readouterr().err
