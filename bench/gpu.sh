@@ -83,7 +83,7 @@ command -v wrk >/dev/null || { echo "wrk missing: apt-get install -y wrk (items 
 log "service under load on CUDA"
 timeout 420 "$PY" bench/run.py --models-dir "$MODELS" --out "$OUT/load" --provider cuda \
   --systems ours,nobatch,ceiling --rounds 1 --duration 5 --warmup 1 \
-  --loads "1:1 8:1 64:1 256:1 1:16 8:16 64:16 256:16" --score "8:1 8:16" \
+  --loads "${LOADS:-1:1 8:1 64:1 256:1 1:16 8:16 64:16 256:16}" --score "8:1 8:16" \
   --sweep-n "" --sweep-c "" 2>&1 | tail -40
 "$PY" bench/report.py "$OUT/load" > "$OUT/summary.md"
 cat "$OUT/summary.md"

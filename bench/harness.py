@@ -292,8 +292,15 @@ def start_ours(
     if bare:
         cmd = [sys.executable, str(BENCH / "bare_server.py"), "--port", str(port)]
     else:
+        # python -m bentoml where the console script is elsewhere (pip install --target on a
+        # GPU box without network: bench/gpu.sh)
+        launcher = (
+            [str(VENV_BIN / "bentoml")]
+            if (VENV_BIN / "bentoml").exists()
+            else [sys.executable, "-m", "bentoml"]
+        )
         cmd = [
-            str(VENV_BIN / "bentoml"),
+            *launcher,
             "serve",
             "service.service:GanService",
             "--host",

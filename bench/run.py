@@ -12,6 +12,8 @@ Systems (``--systems``):
   ours        bentoml serve service.service:GanService, default settings
   nobatch     the same with GAN_MAX_BATCH_SIZE=1 (every ONNX Runtime call is one image)
   ours2w      the same with GAN_WORKERS=2 (two BentoML worker processes)
+  ours1w      GAN_WORKERS=1 (one worker; ORT then picks its own thread count)
+  slowpath    GAN_FAST_PATH=false: our routes behind BentoML's middlewares (service/fast_path.py)
   ort1        GAN_ORT_THREADS=1 (one ONNX Runtime intra-op thread); ours2w_ort1 both
   bare        the same Starlette app under plain uvicorn, no BentoML (bench/bare_server.py)
   torchserve  TorchServe 0.12, the peer's archive and handler, --ts-config W:DELAY:THREADS
@@ -50,6 +52,11 @@ SYSTEM_ENV = {
     "ours": {},
     "nobatch": {"GAN_MAX_BATCH_SIZE": "1"},
     "ours2w": {"GAN_WORKERS": "2"},
+    "ours1w": {"GAN_WORKERS": "1"},  # the default before GAN_WORKERS=auto
+    "slowpath": {"GAN_FAST_PATH": "false"},
+    "cudaexh": {
+        "GAN_CUDA_CONV_ALGO": "exhaustive"
+    },  # ONNX Runtime's own default on CUDA  # every request through BentoML's middlewares
     "ort1": {"GAN_ORT_THREADS": "1"},
     "ours2w_ort1": {"GAN_WORKERS": "2", "GAN_ORT_THREADS": "1"},
     "bare": {},

@@ -10,6 +10,7 @@ from __future__ import annotations
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 INFERENCE_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+REQUEST_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 REALNESS_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
 
 
@@ -64,6 +65,27 @@ class GanMetrics:
             "Requests answered with an error, by endpoint and reason.",
             ["endpoint", "reason"],
             registry=registry,
+        )
+        # BentoML's own request metrics do not see the fast path's routes (fast_path.py).
+        self.http_requests = Counter(
+            "gan_http_requests_total",
+            "Requests to the API routes, by endpoint and HTTP status code.",
+            ["endpoint", "code"],
+            registry=registry,
+        )
+        self.http_request_seconds = Histogram(
+            "gan_http_request_seconds",
+            "Seconds from the request's arrival to the end of its answer, by endpoint.",
+            ["endpoint"],
+            buckets=REQUEST_BUCKETS,
+            registry=registry,
+        )
+        self.http_requests_in_progress = Gauge(
+            "gan_http_requests_in_progress",
+            "Requests to the API routes being worked on (body upload included), by endpoint.",
+            ["endpoint"],
+            registry=registry,
+            multiprocess_mode="livesum",
         )
         self.models_broken = Gauge(
             "gan_models_broken",

@@ -114,12 +114,13 @@ class ModelStore:
             )
         providers = _provider_chain(settings.provider, cpu_only=cpu_only)
         options = _session_options(settings.ort_threads)
+        chain = _with_cuda_options(providers, settings.cuda_conv_algo)
 
         models: dict[str, LoadedModel] = {}
         broken: dict[str, BrokenModel] = {}
         for directory in candidates:
             try:
-                models[directory.name] = _load_model(directory, providers, options)
+                models[directory.name] = _load_model(directory, chain, options)
             except _BrokenModelError as exc:
                 if directory.name == default_name:
                     raise ModelStoreError(
@@ -201,20 +202,59 @@ def _provider_chain(requested: str, *, cpu_only: bool) -> list[str]:
         )
     if cpu_only or requested == "cpu" or CUDA not in available:
         return [CPU]
+    _preload_cuda_libraries()
     return [CUDA, CPU]
 
 
-def _session_options(intra_op_threads: int = 0) -> ort.SessionOptions:
-    """``intra_op_threads`` 0: ONNX Runtime's own choice (one per physical core)."""
+ProviderChain = list[str | tuple[str, dict[str, str]]]
+
+
+def _with_cuda_options(providers: list[str], conv_algo: str) -> ProviderChain:
+    """CUDA with ``cudnn_conv_algo_search`` set (``GAN_CUDA_CONV_ALGO``).
+
+    ONNX Runtime's default, EXHAUSTIVE, benchmarks every cuDNN algorithm again whenever the input
+    shape changes, and a micro-batcher changes the batch size all the time: measured on an H200,
+    16 ms per generator call with sizes varying, 1.5 ms with HEURISTIC (bench/gpu_shapes.py).
+    """
+    return [
+        (p, {"cudnn_conv_algo_search": conv_algo.upper()}) if p == CUDA else p for p in providers
+    ]
+
+
+def _preload_cuda_libraries() -> None:
+    """Load CUDA / cuDNN from the nvidia-* pip packages (the gpu extra's ``[cuda,cudnn]``).
+
+    onnxruntime-gpu does not look in site-packages by itself: without this, or the libraries on
+    LD_LIBRARY_PATH, the CUDA provider fails to load and every session silently runs on CPU
+    (``get_providers()`` then says so, and the start-up log and /models report it).
+    """
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is None:
+        return
+    try:
+        preload(cuda=True, cudnn=True, msvc=False)
+    except Exception as exc:  # system-wide CUDA libraries may still be found
+        log.warning("onnxruntime.preload_dlls failed (%s); relying on LD_LIBRARY_PATH", exc)
+
+
+def cuda_offered(requested: str) -> bool:
+    """Whether sessions will try CUDA (``get_available_providers`` lists it even without a GPU)."""
+    return requested != "cpu" and CUDA in ort.get_available_providers()
+
+
+def _session_options(intra_op_threads: int | None = 0) -> ort.SessionOptions:
+    """``intra_op_threads`` 0 or None: ONNX Runtime's own choice (one per physical core)."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = intra_op_threads
+    options.intra_op_num_threads = intra_op_threads or 0
     # Spinning intra-op threads burn the core the event loop needs between small batches.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
 
 
-def _load_model(directory: Path, providers: list[str], options: ort.SessionOptions) -> LoadedModel:
+def _load_model(
+    directory: Path, providers: ProviderChain, options: ort.SessionOptions
+) -> LoadedModel:
     try:
         manifest = read_manifest(directory)
     except ManifestError as exc:
@@ -233,7 +273,7 @@ def _load_model(directory: Path, providers: list[str], options: ort.SessionOptio
 
 
 def _session(
-    directory: Path, spec: OnnxFile, providers: list[str], options: ort.SessionOptions
+    directory: Path, spec: OnnxFile, providers: ProviderChain, options: ort.SessionOptions
 ) -> ort.InferenceSession:
     path = directory / spec.file
     try:

@@ -23,12 +23,13 @@ import bentoml
 
 from service.auth import ApiKeyMiddleware, open_paths
 from service.engine import Engine
+from service.fast_path import HOT_PATHS, install_fast_path
 from service.http_app import create_app
 from service.limits import RequestTimeoutMiddleware
 from service.metrics import GanMetrics
-from service.model_store import ModelStore, ModelStoreError
+from service.model_store import ModelStore, ModelStoreError, cuda_offered
 from service.openapi import openapi_endpoint
-from service.settings import Settings, SettingsError
+from service.settings import Settings, SettingsError, available_cpus
 from service.shutdown import with_refusal_on_sigterm
 from service.ui import public_paths
 
@@ -37,9 +38,10 @@ log = logging.getLogger("gan.service")
 
 def _settings_or_exit() -> Settings:
     try:
-        return Settings.from_env()
+        settings = Settings.from_env()
     except SettingsError as exc:
         raise SystemExit(f"gan service: bad setting: {exc}") from None
+    return settings.resolved(cuda=cuda_offered(settings.provider), cpus=available_cpus())
 
 
 def _configure_logging(settings: Settings) -> None:
@@ -158,15 +160,33 @@ class GanService:
         self.metrics = GanMetrics(SETTINGS.max_batch_size)
         self.metrics.models_broken.set(len(self.store.broken))
         log.info(
-            "serving %s (default %r) on %s; broken: %s; settings: %s",
+            "serving %s (default %r) on %s; broken: %s; fast path: %s; settings: %s",
             ", ".join(sorted(self.store.models)),
             self.store.default_name,
             self.store.provider,
             ", ".join(sorted(self.store.broken)) or "none",
+            "on" if FAST_PATH else "off",
             SETTINGS.describe(),
         )
         _tune_gc()  # last: everything loaded so far is long-lived
 
+
+def _fast_path_app() -> Any:
+    """Our app as the fast path serves it: behind the API-key check when keys are set."""
+    if not SETTINGS.api_keys:
+        return app
+    return ApiKeyMiddleware(
+        app,
+        keys=SETTINGS.api_keys,
+        open_paths=open_paths(SETTINGS.metrics_public) | public_paths(),
+        on_refused=_count_refusal,
+    )
+
+
+if SETTINGS.fast_path and not (SETTINGS.trace_routes or SETTINGS.access_log):
+    FAST_PATH = install_fast_path(GanService, _fast_path_app(), _metrics, HOT_PATHS)
+else:
+    FAST_PATH = False
 
 if SETTINGS.api_keys:
     # On the whole BentoML app, so /metrics, /docs.json and / are covered too (service/auth.py).

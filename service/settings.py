@@ -7,14 +7,17 @@ instead of surfacing later as a confusing request error.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TypeVar
 
+CONV_ALGOS = ("heuristic", "exhaustive", "default")
 PROVIDERS = ("auto", "cpu", "cuda")
 MAX_REQUEST_TIMEOUT_S = 3600.0
+MAX_AUTO_WORKERS = 8
 # An API key shorter than this is guessable; `python -c "import secrets;
 # print(secrets.token_urlsafe(32))"` makes a good one.
 MIN_API_KEY_CHARS = 16
@@ -53,10 +56,17 @@ class Settings:
     # Performance (BENCHMARKS.md): BentoML worker processes (each loads every model and has its
     # own batchers), and whether BentoML's OpenTelemetry middleware traces our API routes: with
     # no exporter configured its spans go nowhere, yet they cost ~35% of a /generate's CPU.
-    workers: int = 1
+    # None = auto (``resolved``): one worker per available CPU on CPU, one on a GPU.
+    workers: int | None = None
     trace_routes: bool = False
-    # ONNX Runtime intra-op threads per session; 0 = its own choice (one per physical core)
-    ort_threads: int = 0
+    # Our API routes skip BentoML's middlewares (service/fast_path.py); off when tracing or the
+    # access log is asked for, since those live in the middlewares.
+    fast_path: bool = True
+    # ONNX Runtime intra-op threads per session; 0 = its own choice (one per physical core),
+    # None = auto (``resolved``): the CPUs shared out between the workers
+    ort_threads: int | None = None
+    # cuDNN convolution algorithm search on CUDA (model_store._with_cuda_options)
+    cuda_conv_algo: str = "heuristic"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -93,9 +103,13 @@ class Settings:
                 "GAN_REQUEST_TIMEOUT_S", _non_negative_float, defaults.request_timeout_s
             ),
             require_all_models=get("GAN_REQUIRE_ALL_MODELS", _bool, defaults.require_all_models),
-            workers=get("GAN_WORKERS", _int_at_least(1), defaults.workers),
+            workers=get("GAN_WORKERS", _auto_or(_int_at_least(1)), defaults.workers),
             trace_routes=get("GAN_TRACE_ROUTES", _bool, defaults.trace_routes),
-            ort_threads=get("GAN_ORT_THREADS", _int_at_least(0), defaults.ort_threads),
+            fast_path=get("GAN_FAST_PATH", _bool, defaults.fast_path),
+            ort_threads=get("GAN_ORT_THREADS", _auto_or(_int_at_least(0)), defaults.ort_threads),
+            cuda_conv_algo=get(
+                "GAN_CUDA_CONV_ALGO", _choice(CONV_ALGOS, str.lower), defaults.cuda_conv_algo
+            ),
         )
         if not 0.0 < settings.request_timeout_s <= MAX_REQUEST_TIMEOUT_S:
             raise SettingsError(
@@ -108,6 +122,21 @@ class Settings:
                 "could wait that long for company; use a few milliseconds at most"
             )
         return settings
+
+    def resolved(self, cuda: bool, cpus: int) -> Settings:
+        """``auto`` workers and ORT threads made concrete for this machine.
+
+        On CPU, one BentoML worker per available CPU (at most 8) with one ONNX Runtime thread each:
+        one worker's event loop saturates a core before ORT does, and two workers with one ORT
+        thread each served 2.2-2.4x TorchServe's images/s at c=64 on 2 cores where one worker
+        did 1.9x (BENCHMARKS.md); TorchServe's own default is also one worker per core. On a GPU,
+        one worker: several would each hold a CUDA context and contend for one device.
+        """
+        workers = self.workers or (1 if cuda else max(1, min(cpus, MAX_AUTO_WORKERS)))
+        threads = self.ort_threads
+        if threads is None:
+            threads = 0 if workers == 1 else max(1, cpus // workers)
+        return replace(self, workers=workers, ort_threads=threads)
 
     @property
     def log_level_number(self) -> int:
@@ -143,6 +172,28 @@ def _int_at_least(minimum: int) -> Callable[[str, str], int]:
         return value
 
     return parse
+
+
+def _auto_or(parse: Callable[[str, str], int]) -> Callable[[str, str], int | None]:
+    def parse_auto(name: str, raw: str) -> int | None:
+        return None if raw.lower() == "auto" else parse(name, raw)
+
+    return parse_auto
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: its affinity mask, capped by a cgroup v2 CPU quota (containers)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cpus)
 
 
 def _non_negative_float(name: str, raw: str) -> float:

@@ -81,8 +81,8 @@ def resolve_device(requested: str, env: DistEnv) -> torch.device:
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(f"--device {requested}: CUDA is not available on this machine")
-        if env.distributed and device.index is None:
-            device = torch.device("cuda", env.local_rank)
+        if device.index is None:  # set_device needs an index: plain `cuda` is this rank's GPU
+            device = torch.device("cuda", env.local_rank if env.distributed else 0)
         torch.cuda.set_device(device)
     elif device.type != "cpu":
         raise ValueError(f"--device {requested}: use cpu, cuda or cuda:N")

@@ -294,6 +294,18 @@ def build_manifest(
     }
 
 
+def _where(summary: dict[str, Any]) -> str:
+    """The hardware a run trained on, as its summary.json recorded it."""
+    machine = summary.get("machine") or {}
+    cores = f"{machine['cores']} CPU cores" if machine.get("cores") else "CPU"
+    device = str(summary.get("device", "cpu"))
+    torch_version = f", torch {machine['torch']}" if machine.get("torch") else ""
+    if device.startswith("cuda"):
+        gpu = machine.get("gpu") or "a GPU"
+        return f"{gpu} ({device}), {cores}{torch_version}"
+    return f"{cores}, no GPU{torch_version}"
+
+
 def _training_facts(run_dir: Path) -> tuple[list[str], str]:
     """Every command that trained the run (resumes included) and its wall time, from the run folder."""
     commands = ["(unknown)"]
@@ -304,7 +316,7 @@ def _training_facts(run_dir: Path) -> tuple[list[str], str]:
     if (run_dir / "summary.json").is_file():
         summary = json.loads((run_dir / "summary.json").read_text())
         if "elapsed_s" in summary:
-            seconds = f"{float(summary['elapsed_s']) / 60:.1f} min"
+            seconds = f"{float(summary['elapsed_s']) / 60:.1f} min on {_where(summary)}"
     return commands, seconds
 
 
@@ -335,7 +347,7 @@ def write_model_card(folder: Path, manifest: dict[str, Any], run_dir: Path) -> N
         "",
         f"- steps: {manifest['training']['step']} generator updates, batch {cfg['batch_size']}; "
         f"weights served: `{manifest['training']['generator_weights']}`",
-        f"- training wall time: {wall} (2-core CPU, no GPU)",
+        f"- training wall time: {wall}",
         f"- regularisers: EMA {cfg['ema']}, pack {cfg['pack']}, spectral norm {cfg['spectral_norm']}, "
         f"lr G/D {cfg['lr_g']}/{cfg['lr_d']}",
         f"- ONNX parity over {manifest['parity']['seeds']} seeds: generator max |diff| "

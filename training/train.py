@@ -711,6 +711,7 @@ def write_summary(
             "cores": os.cpu_count(),
             "torch": torch.__version__,
             "python": platform.python_version(),
+            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         },
     }
     text = json.dumps(summary, indent=2) + "\n"

@@ -39,9 +39,21 @@ def test_bentoml_endpoints_stay_available(client: httpx.Client) -> None:
         "gan_images_generated_total",
         "gan_batch_size_bucket",
         "gan_inference_seconds_bucket",
-        "bentoml_service_request_total",
+        "bentoml_service_request_total",  # BentoML's own routes (/docs.json, /readyz)
+        "gan_http_requests_total",
+        "gan_http_request_seconds_bucket",
+        "gan_http_requests_in_progress",
     ):
         assert name in metrics
+    # the fast path (service/fast_path.py) counted the /generate above, by endpoint and status
+    counted = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("gan_http_requests_total{")
+        and 'endpoint="generate"' in line
+        and 'code="200"' in line
+    ]
+    assert counted and float(counted[0].rsplit(" ", 1)[1]) >= 1
 
 
 def test_models_lists_manifests_and_provider(client: httpx.Client) -> None:

@@ -65,9 +65,9 @@ def _multipart() -> tuple[bytes, str]:
 
 
 async def _in_progress(client: httpx.AsyncClient) -> float:
-    """Requests the server is working on (BentoML's gauge; /metrics itself is not counted)."""
+    """Requests the server is working on (the service's gauge of its API routes)."""
     text = (await client.get("/metrics")).text
-    return metric_value(text, "bentoml_service_request_in_progress")
+    return metric_value(text, "gan_http_requests_in_progress")
 
 
 async def _scenario(url: str, pid: int) -> dict[str, object]:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -58,8 +59,45 @@ def test_blank_values_mean_default() -> None:
         ("GAN_PROVIDER", "tpu"),
         ("GAN_LOG_LEVEL", "loud"),
         ("GAN_ACCESS_LOG", "maybe"),
+        ("GAN_WORKERS", "0"),
+        ("GAN_WORKERS", "many"),
+        ("GAN_ORT_THREADS", "-1"),
+        ("GAN_CUDA_CONV_ALGO", "fastest"),
+        ("GAN_FAST_PATH", "sometimes"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=name):
         Settings.from_env({name: value})
+
+
+def test_workers_and_ort_threads_default_to_auto() -> None:
+    s = Settings.from_env({"GAN_WORKERS": "auto", "GAN_ORT_THREADS": "AUTO"})
+    assert (s.workers, s.ort_threads) == (None, None) == (Settings().workers, Settings().ort_threads)
+    explicit = Settings.from_env({"GAN_WORKERS": "3", "GAN_ORT_THREADS": "0"})
+    assert (explicit.workers, explicit.ort_threads) == (3, 0)
+
+
+@pytest.mark.parametrize(
+    ("env", "cuda", "cpus", "expected"),
+    [
+        ({}, False, 2, (2, 1)),  # a worker per CPU, one ORT thread each
+        ({}, False, 1, (1, 0)),  # one worker: ORT's own thread choice
+        ({}, False, 64, (8, 8)),  # capped at 8 workers; the CPUs shared out
+        ({}, True, 16, (1, 0)),  # a GPU: one worker, one CUDA context
+        ({"GAN_WORKERS": "1"}, False, 2, (1, 0)),
+        ({"GAN_WORKERS": "2", "GAN_ORT_THREADS": "0"}, False, 4, (2, 0)),
+        ({"GAN_ORT_THREADS": "3"}, False, 2, (2, 3)),
+    ],
+)
+def test_auto_resolves_for_the_machine(
+    env: dict[str, str], cuda: bool, cpus: int, expected: tuple[int, int]
+) -> None:
+    r = Settings.from_env(env).resolved(cuda=cuda, cpus=cpus)
+    assert (r.workers, r.ort_threads) == expected
+
+
+def test_available_cpus_is_positive() -> None:
+    from service.settings import available_cpus
+
+    assert 1 <= available_cpus() <= (os.cpu_count() or 1)
