@@ -73,7 +73,9 @@ def test_bad_values_name_the_variable(name: str, value: str) -> None:
 
 def test_workers_and_ort_threads_default_to_auto() -> None:
     s = Settings.from_env({"GAN_WORKERS": "auto", "GAN_ORT_THREADS": "AUTO"})
-    assert (s.workers, s.ort_threads) == (None, None) == (Settings().workers, Settings().ort_threads)
+    assert (
+        (s.workers, s.ort_threads) == (None, None) == (Settings().workers, Settings().ort_threads)
+    )
     explicit = Settings.from_env({"GAN_WORKERS": "3", "GAN_ORT_THREADS": "0"})
     assert (explicit.workers, explicit.ort_threads) == (3, 0)
 
