@@ -19,6 +19,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from training.distributed import DistEnv, resolve_device
 from training.losses import get_loss, gradient_penalty
 from training.nets import build_networks
 
@@ -95,3 +96,23 @@ def test_torchrun_two_cpu_processes(tmp_path: Path) -> None:
     assert ckpt["world_size"] == 2 and len(ckpt["rng"]) == 2
     # The ranks drew different data: their sampler RNGs ended in different states.
     assert ckpt["sampler"][0]["bit_generator"] != ckpt["sampler"][1]["bit_generator"]
+
+
+@pytest.mark.parametrize(
+    ("requested", "env", "expected"),
+    [
+        ("cuda", DistEnv(), "cuda:0"),  # torch.cuda.set_device refuses a bare "cuda"
+        ("cuda", DistEnv(rank=3, world_size=4, local_rank=1, local_world_size=2), "cuda:1"),
+        ("cuda:2", DistEnv(), "cuda:2"),
+        ("cpu", DistEnv(), "cpu"),
+    ],
+)
+def test_resolve_device_always_names_a_gpu_index(
+    monkeypatch: pytest.MonkeyPatch, requested: str, env: DistEnv, expected: str
+) -> None:
+    chosen: list[torch.device] = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    device = resolve_device(requested, env)
+    assert str(device) == expected
+    assert [str(d) for d in chosen] == ([expected] if expected != "cpu" else [])
