@@ -38,30 +38,23 @@ class RequestMetrics:
 
     def __init__(self, metrics: GanMetrics) -> None:
         self._metrics = metrics
-        self._counts: dict[tuple[str, int], Any] = {}
-        self._seconds: dict[str, Any] = {}
-        self._in_progress: dict[str, Any] = {}
+        self._children: dict[tuple[int, str, str], Any] = {}
+
+    def _child(self, metric: Any, endpoint: str, code: str = "") -> Any:
+        # .labels() takes a lock and builds a key on every call: too dear per request
+        key = (id(metric), endpoint, code)
+        child = self._children.get(key)
+        if child is None:
+            labels = {"endpoint": endpoint, **({"code": code} if code else {})}
+            child = self._children[key] = metric.labels(**labels)
+        return child
 
     def in_progress(self, endpoint: str) -> Any:
-        gauge = self._in_progress.get(endpoint)
-        if gauge is None:
-            gauge = self._in_progress[endpoint] = self._metrics.http_requests_in_progress.labels(
-                endpoint=endpoint
-            )
-        return gauge
+        return self._child(self._metrics.http_requests_in_progress, endpoint)
 
     def observe(self, endpoint: str, status: int, seconds: float) -> None:
-        count = self._counts.get((endpoint, status))
-        if count is None:
-            count = self._metrics.http_requests.labels(endpoint=endpoint, code=str(status))
-            self._counts[(endpoint, status)] = count
-        count.inc()
-        hist = self._seconds.get(endpoint)
-        if hist is None:
-            hist = self._seconds[endpoint] = self._metrics.http_request_seconds.labels(
-                endpoint=endpoint
-            )
-        hist.observe(seconds)
+        self._child(self._metrics.http_requests, endpoint, str(status)).inc()
+        self._child(self._metrics.http_request_seconds, endpoint).observe(seconds)
 
 
 class FastPath:

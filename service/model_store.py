@@ -200,7 +200,7 @@ def _provider_chain(requested: str, *, cpu_only: bool) -> list[str]:
             f"GAN_PROVIDER=cuda, but this onnxruntime build offers only {', '.join(available)}; "
             "install the gpu extra (onnxruntime-gpu) or use GAN_PROVIDER=auto"
         )
-    if cpu_only or requested == "cpu" or CUDA not in available:
+    if cpu_only or not cuda_offered(requested):
         return [CPU]
     _preload_cuda_libraries()
     return [CUDA, CPU]

@@ -171,16 +171,17 @@ class GanService:
         _tune_gc()  # last: everything loaded so far is long-lived
 
 
+# The same API-key check guards BentoML's app and the fast path's (service/auth.py).
+_API_KEY_OPTIONS: dict[str, Any] = {
+    "keys": SETTINGS.api_keys,
+    "open_paths": open_paths(SETTINGS.metrics_public) | public_paths(),
+    "on_refused": _count_refusal,
+}
+
+
 def _fast_path_app() -> Any:
     """Our app as the fast path serves it: behind the API-key check when keys are set."""
-    if not SETTINGS.api_keys:
-        return app
-    return ApiKeyMiddleware(
-        app,
-        keys=SETTINGS.api_keys,
-        open_paths=open_paths(SETTINGS.metrics_public) | public_paths(),
-        on_refused=_count_refusal,
-    )
+    return ApiKeyMiddleware(app, **_API_KEY_OPTIONS) if SETTINGS.api_keys else app
 
 
 if SETTINGS.fast_path and not (SETTINGS.trace_routes or SETTINGS.access_log):
@@ -193,12 +194,7 @@ if SETTINGS.api_keys:
     # (bentoml's decorator types the class as itself; at run time it is a bentoml Service.)
     # The web page's own static files (no data in them) stay open too: the page asks for the
     # key and sends it with every API call (service/ui.py).
-    cast(Any, GanService).add_asgi_middleware(
-        ApiKeyMiddleware,
-        keys=SETTINGS.api_keys,
-        open_paths=open_paths(SETTINGS.metrics_public) | public_paths(),
-        on_refused=_count_refusal,
-    )
+    cast(Any, GanService).add_asgi_middleware(ApiKeyMiddleware, **_API_KEY_OPTIONS)
     log.info(
         "API key required on every route except %s and the web page's files under /ui/",
         ", ".join(sorted(open_paths(SETTINGS.metrics_public))),

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -253,8 +254,6 @@ def main(argv: list[str] | None = None) -> int:
             row.update(_evaluation(models / c.name))
         rows.append(row)
     rows = rank(rows)
-    import platform
-
     meta = {
         "command": "python -m training.sweep "
         + " ".join(argv if argv is not None else sys.argv[1:]),
