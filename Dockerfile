@@ -84,4 +84,5 @@ ENTRYPOINT ["bentoml", "serve", "service.service:GanService"]
 # Last, so that a change to the code or the models rebuilds only these layers. Owned by root and
 # not writable by the service's user.
 COPY models/ ./models/
+COPY contract/ ./contract/
 COPY service/ ./service/

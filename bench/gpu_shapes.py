@@ -17,7 +17,7 @@ from pathlib import Path
 import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from service.latents import latents
+from contract.latents import latents
 
 
 def main() -> int:

@@ -4,7 +4,7 @@ usage: python bench/inproc.py MODEL_DIR [--secs 1.5] [--batches 1,8,64,256] [--q
                                         [--threads 0,1,2] [--provider cpu|cuda] [--json-out F]
 
 Generator (images/s), per batch size B, each step cumulative:
-  ort      latents (service.latents) + ONNX Runtime generator + to_uint8   (= the batcher's call)
+  ort      latents (contract.latents) + ONNX Runtime generator + to_uint8   (= the batcher's call)
   png      + PNG encoding (service.imaging.encode_png, the hand-written encoder the service uses)
   png_b64  + base64                                                   (= what /generate returns)
   pil_b64  ort + Pillow PNG (default level) + base64 (the TorchServe peer's encoder, for reference)
@@ -37,8 +37,8 @@ import onnxruntime as ort
 from PIL import Image
 
 from service.imaging import encode_png, uploads_to_pixels
-from service.latents import latents_for_seeds
-from service.manifest import Manifest, read_manifest
+from contract.latents import latents_for_seeds
+from contract.manifest import Manifest, read_manifest
 from service.model_store import _session_options
 
 BATCHES = (1, 8, 64, 256)

@@ -40,7 +40,7 @@ from service.engine import Engine
 from service.errors import json_response
 from service.http_app import create_app
 from service.imaging import encode_png
-from service.latents import latents_for_seeds
+from contract.latents import latents_for_seeds
 from service.metrics import GanMetrics
 from service.model_store import ModelStore
 from service.request_parsing import parse_generate

@@ -14,7 +14,7 @@ import numpy as np
 
 from service.batcher import MicroBatcher
 from service.imaging import ImageRejected, uploads_to_pixels
-from service.latents import latents_for_seeds
+from contract.latents import latents_for_seeds
 from service.metrics import GanMetrics
 from service.model_store import LoadedModel, ModelStore
 from service.settings import Settings

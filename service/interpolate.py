@@ -1,7 +1,7 @@
 """``POST /interpolate``: a latent walk between two seeds, as a PNG strip or an animated GIF/WebP.
 
 The walk is a spherical interpolation (slerp) between ``latents(seed_a)`` and ``latents(seed_b)``
-of ``service/latents.py`` (the seed -> latent mapping is not touched): for Gaussian latents,
+of ``contract/latents.py`` (the seed -> latent mapping is not touched): for Gaussian latents,
 slerp keeps the intermediate vectors at a typical norm, where a straight line would pass through
 the low-density middle and give washed-out images. Frame 0 is exactly the image of ``seed_a``
 and the last frame exactly the image of ``seed_b`` (as ``/generate`` gives them, truncation
@@ -22,7 +22,7 @@ from PIL import Image
 
 from service.errors import bad_request, invalid_field
 from service.imaging import encode_png, make_grid
-from service.latents import SEED_MAX, latents_for_seeds
+from contract.latents import SEED_MAX, latents_for_seeds
 from service.request_parsing import int_field, type_name
 
 FORMATS = {"png": "image/png", "gif": "image/gif", "webp": "image/webp"}

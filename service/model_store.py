@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from service.latents import latents
-from service.manifest import Manifest, ManifestError, OnnxFile, read_manifest
+from contract.latents import latents
+from contract.manifest import Manifest, ManifestError, OnnxFile, read_manifest
 from service.settings import Settings
 
 log = logging.getLogger("gan.model_store")

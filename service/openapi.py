@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from service.interpolate import FORMATS, openapi_request_schema
-from service.latents import SEED_MAX
+from contract.latents import SEED_MAX
 from service.settings import Settings
 
 JSON = "application/json"

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from training.config import TrainConfig
+from training.nets import ModelArgs
 
 FORMAT = "gan-ckpt/1"
 LATEST = "ckpt-latest.pt"
@@ -130,6 +131,7 @@ def save_checkpoint(
     config: TrainConfig,
     step: int,
     trainer_state: dict[str, Any],
+    model_args: dict[str, Any] | None = None,
     rng: list[dict[str, Any]],
     sampler: list[dict[str, Any]],
     extra: dict[str, Any] | None = None,
@@ -143,6 +145,9 @@ def save_checkpoint(
     state = {
         "format": FORMAT,
         "config": config.to_dict(),
+        # The networks' constructor arguments (training.nets.ModelArgs), as nanoGPT stores
+        # model_args: whoever rebuilds G and D reads these instead of re-deriving them from flags.
+        "model_args": model_args,
         "step": int(step),
         "trainer": trainer_state,
         "rng": rng,
@@ -210,6 +215,24 @@ def load_checkpoint(path: Path, expect_config: TrainConfig | None = None) -> dic
                 f"{path}: checkpoint was made with a different config: {'; '.join(diff)}"
             )
     return state
+
+
+def checkpoint_model_args(state: dict[str, Any]) -> ModelArgs:
+    """The networks a checkpoint's weights belong to.
+
+    Checkpoints from before ``model_args`` was stored get the arguments the trainer used then:
+    batch norm in D unless the *resolved* config has a gradient penalty or spectral norm, and the
+    channel count of the dataset's kind (1 for IDX files, 3 for image folders).
+    """
+    if state.get("model_args"):
+        try:
+            return ModelArgs.from_dict(dict(state["model_args"]))
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"checkpoint has invalid model_args: {e}") from None
+    cfg = TrainConfig.from_dict(state["config"])
+    dataset = cfg.dataset
+    channels = 1 if dataset in ("mnist", "fashion-mnist") else 2 if cfg.arch == "mlp" else 3
+    return ModelArgs.for_config(cfg, channels)
 
 
 # Fields a resumed run may change without changing what is being trained.

@@ -33,6 +33,11 @@ class TrainConfig:
     n_critic: int | None = None
     weight_clip: float | None = None
     gp_weight: float | None = None
+    # Class-conditional G and D (conditional batch norm + projection D, training.nets), on the
+    # dataset's labels; the number of classes comes from the dataset.
+    conditional: bool = False
+    # Both learning rates fall linearly to 0 over this final fraction of the steps (0: constant).
+    lr_decay: float = 0.0
     # Regularisers
     spectral_norm: bool = False
     pack: int = 1
@@ -67,6 +72,14 @@ class TrainConfig:
         if self.pack >= 1 and self.batch_size % self.pack:
             errors.append(
                 f"--batch-size {self.batch_size} must be a multiple of --pack {self.pack}"
+            )
+        if not 0.0 <= self.lr_decay <= 1.0:
+            errors.append(f"--lr-decay must be in [0, 1], got {self.lr_decay}")
+        if self.conditional and self.arch == "mlp":
+            errors.append("--conditional needs an image dataset (the 2-D toys have no classes)")
+        if self.conditional and self.pack > 1:
+            errors.append(
+                "--conditional and --pack > 1 cannot be combined (a pack has no one class)"
             )
         if not 0.0 <= self.ema < 1.0:
             errors.append(f"--ema must be in [0, 1), got {self.ema}")

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from training import toy
 from training.config import TrainConfig
-from training.idx import IDX_DATASETS, DatasetNotFound, load_split
+from training.idx import CLASS_NAMES, IDX_DATASETS, DatasetNotFound, load_split
 
 DATASET_CHOICES = "ring8 | grid25 | mnist | fashion-mnist | folder:PATH"
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp"})
@@ -45,10 +45,12 @@ def check_dataset_name(name: str) -> None:
 
 
 class Sampler(Protocol):
+    """``__call__`` gives a batch of images, or ``(images, labels)`` when built with labels."""
+
     channels: int
     info: dict[str, Any]
 
-    def __call__(self) -> Tensor: ...
+    def __call__(self) -> Any: ...
 
     @property
     def epoch(self) -> float | None: ...
@@ -118,11 +120,17 @@ class ArraySampler:
         world_size: int = 1,
         device: str | torch.device = "cpu",
         info: dict[str, Any] | None = None,
+        labels: Tensor | None = None,
     ):
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError(
                 f"expected uint8 (N, C, H, W) images, got {images.dtype} {tuple(images.shape)}"
             )
+        if labels is not None and labels.shape != (len(images),):
+            raise ValueError(f"{len(images)} images but labels of shape {tuple(labels.shape)}")
+        # With labels every call returns (images, labels): the batch's own classes, which a
+        # class-conditional D needs next to each real image.
+        self.labels = None if labels is None else labels.long()
         self.images, self.batch_size, self.seed = images, batch_size, seed
         self.rank, self.world_size, self.device = rank, world_size, torch.device(device)
         self.channels = images.shape[1]
@@ -155,8 +163,10 @@ class ArraySampler:
         start = self.batch_in_epoch * self.batch_size
         idx = self._order[start : start + self.batch_size]
         self.batch_in_epoch += 1
-        batch = self.images[idx].to(self.device, non_blocking=True)
-        return batch.float() / 127.5 - 1.0
+        batch = self.images[idx].to(self.device, non_blocking=True).float() / 127.5 - 1.0
+        if self.labels is None:
+            return batch
+        return batch, self.labels[idx].to(self.device, non_blocking=True)
 
     @property
     def epoch(self) -> float:
@@ -197,11 +207,17 @@ def resize_u8(images: Tensor, size: int, chunk: int = 4096) -> Tensor:
 
 def load_idx_images(name: str, size: int, root: str | Path | None = None) -> Tensor:
     """The training split of ``mnist``/``fashion-mnist`` as uint8 ``(N, 1, size, size)``."""
+    return load_idx_dataset(name, size, root)[0]
+
+
+def load_idx_dataset(name: str, size: int, root: str | Path | None = None) -> tuple[Tensor, Tensor]:
+    """The training split as uint8 ``(N, 1, size, size)`` images and int64 ``(N,)`` labels."""
     try:
-        images, _ = load_split(name, "train", root)
+        images, labels = load_split(name, "train", root)
     except DatasetNotFound as e:
         raise DatasetError(str(e)) from None
-    return resize_u8(torch.from_numpy(images.copy()).unsqueeze(1), size)
+    images_t = resize_u8(torch.from_numpy(images.copy()).unsqueeze(1), size)
+    return images_t, torch.from_numpy(labels.astype(np.int64))
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -227,6 +243,17 @@ def load_image(path: Path, size: int) -> np.ndarray:
 
 def load_folder_images(folder: str | Path, size: int) -> Tensor:
     """Every image under ``folder`` (recursively) as uint8 ``(N, 3, size, size)``."""
+    return load_folder_dataset(folder, size)[0]
+
+
+def load_folder_dataset(
+    folder: str | Path, size: int, with_labels: bool = False
+) -> tuple[Tensor, Tensor | None, list[str]]:
+    """``(images, labels, class names)`` of an image folder.
+
+    With labels, the classes are the folder's sub-folders (sorted names; images anywhere below a
+    sub-folder belong to it), as torchvision's ImageFolder lays them out.
+    """
     from PIL import UnidentifiedImageError
 
     root = Path(folder).expanduser()
@@ -237,19 +264,38 @@ def load_folder_images(folder: str | Path, size: int) -> Tensor:
         raise DatasetError(
             f"--dataset folder:{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {root}"
         )
-    arrays, bad = [], []
+    names: list[str] = []
+    if with_labels:
+        loose = [p for p in paths if p.parent == root]
+        if loose:
+            raise DatasetError(
+                f"--dataset folder:{folder} with --conditional: classes are the sub-folders of "
+                f"{root}, but {len(loose)} image(s) lie directly in it, e.g. {loose[0].name}"
+            )
+        names = sorted({p.relative_to(root).parts[0] for p in paths})
+        if len(names) < 2:
+            raise DatasetError(
+                f"--dataset folder:{folder} with --conditional: needs at least 2 class "
+                f"sub-folders, found {names}"
+            )
+    index = {name: i for i, name in enumerate(names)}
+    arrays, labels, bad = [], [], []
     for p in paths:
         try:
             arrays.append(load_image(p, size))
         except (OSError, UnidentifiedImageError, ValueError):
             bad.append(p)
+            continue
+        if with_labels:
+            labels.append(index[p.relative_to(root).parts[0]])
     if bad:
         warnings.warn(f"skipped {len(bad)} unreadable image(s), e.g. {bad[0]}", stacklevel=2)
     if not arrays:
         raise DatasetError(
             f"--dataset folder:{folder}: none of the {len(paths)} image files could be read"
         )
-    return torch.from_numpy(np.stack(arrays))
+    label_tensor = torch.tensor(labels, dtype=torch.long) if with_labels else None
+    return torch.from_numpy(np.stack(arrays)), label_tensor, names
 
 
 def image_size(arch: str) -> int:
@@ -263,15 +309,28 @@ def make_sampler(cfg: TrainConfig, rank: int = 0, world_size: int = 1) -> Sample
         # Fresh draws: seeding by rank is all it takes for ranks to see different samples.
         return ToySampler(cfg.dataset, cfg.batch_size, cfg.seed, rank, cfg.device)
     size = image_size(cfg.arch)
+    labels: Tensor | None
     if cfg.dataset in IDX_DATASETS:
-        images = load_idx_images(cfg.dataset, size, cfg.data_root)
-        info = {"dataset": cfg.dataset, "kind": "idx"}
+        images, labels = load_idx_dataset(cfg.dataset, size, cfg.data_root)
+        names = CLASS_NAMES[cfg.dataset]
+        info: dict[str, Any] = {"dataset": cfg.dataset, "kind": "idx"}
     else:
         folder = cfg.dataset.removeprefix("folder:")
-        images = load_folder_images(folder, size)
+        images, labels, names = load_folder_dataset(folder, size, with_labels=cfg.conditional)
         info = {
             "dataset": cfg.dataset,
             "kind": "folder",
             "path": str(Path(folder).expanduser().resolve()),
         }
-    return ArraySampler(images, cfg.batch_size, cfg.seed, rank, world_size, cfg.device, info)
+    if cfg.conditional:
+        info["class_names"] = list(names)
+    else:
+        labels = None
+    return ArraySampler(
+        images, cfg.batch_size, cfg.seed, rank, world_size, cfg.device, info, labels
+    )
+
+
+def num_classes(sampler: Sampler) -> int:
+    """How many classes a sampler's labels have (0 for an unlabelled stream)."""
+    return len(sampler.info.get("class_names") or [])

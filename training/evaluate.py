@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from training.checkpoint import LATEST, CheckpointError, load_checkpoint
+from training.checkpoint import LATEST, CheckpointError, checkpoint_model_args, load_checkpoint
 from training.config import TrainConfig
 from training.nets import build_networks
 from training.toy import TOY_DATASETS, mode_centers, mode_std
@@ -100,8 +100,7 @@ def load_run_generator(run_dir: Path) -> tuple[nn.Module, TrainConfig, dict[str,
         raise ValueError(
             f"{run_dir} is a {cfg.dataset} run; mode metrics are for {', '.join(TOY_DATASETS)}"
         )
-    assert cfg.z_dim is not None
-    G, _ = build_networks(cfg.arch, cfg.z_dim, cfg.width)
+    G, _ = build_networks(checkpoint_model_args(ckpt))
     state = ckpt["trainer"]
     use_ema = state.get("G_ema") is not None
     G.load_state_dict(state["G_ema"] if use_ema else state["G"])

@@ -3,89 +3,93 @@
     python -m training.export RUN_DIR --name NAME --out models/NAME
 
 Writes generator.onnx and discriminator.onnx (self-contained, float32, dynamic batch), model.json
-and a model card. It refuses to write a model whose ONNX outputs differ from torch's by more than
+(through contract.manifest, so what it writes is what the service reads) and a model card with a
+sample grid. It refuses to write a model whose ONNX outputs differ from torch's by more than
 ``PARITY_TOL`` on 64 seeds: the service would otherwise serve images nobody evaluated.
+
+Every model the trainer can produce exports: image models of any arch, conditional or not, from
+IDX files or image folders. The quality metrics need a classifier of the dataset, which exists
+for MNIST and Fashion-MNIST only; for other datasets the evaluation says so and the export goes on.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 
-from service.latents import ALGORITHM, SEED_MAX, latents
+from contract.files import sha256_file
+from contract.manifest import (
+    FORMAT,
+    conditioning_section,
+    image_section,
+    latent_section,
+    write_manifest,
+)
+from contract.pixels import from_uint8
+from training import realness_fit
 from training.config import TrainConfig
-from training.losses import get_loss
-from training.nets import build_networks, image_shape
+from training.nets import ModelArgs, build_networks, image_shape
+from training.onnx_export import (
+    OPSET,
+    PARITY_TOL,
+    DiscriminatorGraph,
+    ParityError,
+    check_parity,
+    export_discriminator,
+    export_generator,
+    generator_inputs,
+)
 
-OPSET = 18
-PARITY_TOL = 1e-4
-PARITY_SEEDS = 64
-# Calibration/evaluation latents come from seeds far away from the ones users usually try.
-CALIBRATION_SEED = 1_000_000_000
-VALUE_RANGE = (-1.0, 1.0)
-
-
-class ParityError(RuntimeError):
-    pass
-
-
-class SingleImageScorer(nn.Module):
-    """Lets a PacGAN discriminator (trained on packs of k images) score one image.
-
-    Each image is repeated k times on the channel axis: the packed D's verdict on a pack made only
-    of that image. With pack = 1 this is the identity wrapper.
-    """
-
-    def __init__(self, discriminator: nn.Module, pack: int):
-        super().__init__()
-        self.discriminator = discriminator
-        self.pack = pack
-
-    def forward(self, images: Tensor) -> Tensor:
-        if self.pack > 1:
-            images = images.repeat(1, self.pack, 1, 1)
-        return self.discriminator(images)
+__all__ = ["PARITY_TOL", "ParityError", "export_run", "load_run", "main", "sha256_file"]
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+@dataclass(frozen=True)
+class Run:
+    """What the exporter needs of a run folder's latest checkpoint."""
+
+    cfg: TrainConfig
+    args: ModelArgs
+    step: int
+    state: dict[str, Any]
+    class_names: list[str]
 
 
-def load_run(run_dir: Path) -> tuple[TrainConfig, int, dict[str, Any]]:
-    """``(config, step, trainer state)`` of the run's latest checkpoint."""
-    from training.checkpoint import latest_checkpoint, load_checkpoint
+# A folder dataset smaller than this cannot give both a feature Gaussian and a held-out threshold.
+MIN_REAL_IMAGES = 64
+
+
+def load_run(run_dir: Path) -> Run:
+    from training.checkpoint import checkpoint_model_args, latest_checkpoint, load_checkpoint
 
     path = latest_checkpoint(run_dir)
     if path is None:
         raise FileNotFoundError(f"{run_dir}: no checkpoint found (is it a training run folder?)")
     ckpt = load_checkpoint(path)
-    return TrainConfig.from_dict(ckpt["config"]), int(ckpt["step"]), ckpt["trainer"]
-
-
-def dataset_channels(cfg: TrainConfig) -> int:
-    return 1 if cfg.dataset in ("mnist", "fashion-mnist") else image_shape(cfg.arch)[0]
+    args = checkpoint_model_args(ckpt)
+    info = (ckpt.get("extra") or {}).get("sampler_info") or {}
+    names = list(info.get("class_names") or [])
+    if args.conditional and len(names) != args.num_classes:
+        names = [str(i) for i in range(args.num_classes)]
+    cfg = TrainConfig.from_dict(ckpt["config"])
+    return Run(cfg, args, int(ckpt["step"]), ckpt["trainer"], names)
 
 
 @torch.no_grad()
 def recalibrate_batch_norm(
-    generator: nn.Module, z_dim: int, batches: int = 50, batch_size: int = 256
+    generator: nn.Module, z_dim: int, num_classes: int = 0, batches: int = 50, batch_size: int = 256
 ) -> None:
-    """Recompute G's batch-norm statistics from fresh latents.
+    """Recompute G's batch-norm statistics from fresh latents (and uniform classes).
 
     The service runs G in eval mode (an image must not depend on its batch-mates), so the running
     statistics are what every image sees. For an EMA generator they were copied from the raw G and do
@@ -101,179 +105,92 @@ def recalibrate_batch_norm(
     generator.train()
     gen = torch.Generator().manual_seed(0)
     for _ in range(batches):
-        generator(torch.randn(batch_size, z_dim, generator=gen))
+        z = torch.randn(batch_size, z_dim, generator=gen)
+        if num_classes:
+            generator(z, torch.randint(0, num_classes, (batch_size,), generator=gen))
+        else:
+            generator(z)
     for m, momentum in zip(bns, saved, strict=True):
         m.momentum = momentum
     generator.eval()
 
 
-def rebuild_networks(cfg: TrainConfig, state: dict[str, Any]) -> tuple[nn.Module, nn.Module, str]:
+def rebuild_networks(args: ModelArgs, state: dict[str, Any]) -> tuple[nn.Module, nn.Module, str]:
     """Generator to serve (EMA when the run kept one) and discriminator, in eval mode."""
-    loss = get_loss(cfg.loss)
-    g, d = build_networks(
-        cfg.arch,
-        cfg.z_dim,
-        cfg.width,
-        channels=dataset_channels(cfg),
-        pack=cfg.pack,
-        spectral_norm=cfg.spectral_norm,
-        batch_norm_in_d=not loss.gp_weight,
-    )
+    g, d = build_networks(args)
     which = "G_ema" if state.get("G_ema") is not None else "G"
     g.load_state_dict(state[which])
     d.load_state_dict(state["D"])
     return g.eval(), d.eval(), which
 
 
-def export_onnx(
-    module: nn.Module, example: Tensor, path: Path, input_name: str, output_name: str
-) -> None:
-    torch.onnx.export(
-        module,
-        (example,),
-        str(path),
-        input_names=[input_name],
-        output_names=[output_name],
-        dynamic_shapes={input_name: {0: torch.export.Dim("batch", min=1, max=4096)}},
-        opset_version=OPSET,
-        external_data=False,
-        dynamo=True,
-        verbose=False,
-    )
+@dataclass(frozen=True)
+class RealImages:
+    """Real training images in the model's value range, split so no image serves two fits."""
+
+    fit: np.ndarray  # the OOD Gaussian
+    held_out: np.ndarray  # the OOD threshold and scale
+    calibration: np.ndarray  # Platt scaling and the parity check
+    source: str
 
 
-def _ort_session(path: Path):
-    import onnxruntime as ort
+def real_images(run: Run, data_root: str | None) -> RealImages:
+    """The run's own training images (never its test split: the metrics judge on that)."""
+    from training.data import DatasetError, image_size, load_folder_dataset, load_idx_dataset
+    from training.idx import IDX_DATASETS
 
-    ort.set_default_logger_severity(3)
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-
-
-def real_images(cfg: TrainConfig, n: int, data_root: str | None) -> np.ndarray | None:
-    """Held-out real images in the model's value range, ``(n, C, H, W)`` float32, or None."""
-    if cfg.dataset in ("mnist", "fashion-mnist"):
-        from training.idx import load_split
-
-        x, _ = load_split(cfg.dataset, "test", data_root or cfg.data_root)
-        x = x[:n].astype(np.float32) / 127.5 - 1.0
-        return x[:, None]
-    return None
-
-
-def check_parity(
-    g: nn.Module, scorer: nn.Module, g_path: Path, d_path: Path, z_dim: int, real: np.ndarray | None
-) -> dict[str, float]:
-    z = latents(0, PARITY_SEEDS, z_dim)
-    with torch.no_grad():
-        g_torch = g(torch.from_numpy(z)).numpy()
-    g_ort = _ort_session(g_path).run(None, {"z": z})[0]
-    images = g_torch if real is None else np.concatenate([g_torch, real[:PARITY_SEEDS]])
-    with torch.no_grad():
-        d_torch = scorer(torch.from_numpy(images)).numpy()
-    d_ort = _ort_session(d_path).run(None, {"images": images})[0]
-    report = {
-        "seeds": PARITY_SEEDS,
-        "max_abs_diff_generator": float(np.abs(g_ort - g_torch).max()),
-        "max_abs_diff_discriminator": float(np.abs(d_ort - d_torch).max()),
-        "tolerance": PARITY_TOL,
-    }
-    if g_ort.shape != g_torch.shape or d_ort.shape != d_torch.shape:
-        raise ParityError(
-            f"shape mismatch torch vs ONNX Runtime: {g_torch.shape}/{g_ort.shape}, {d_torch.shape}/{d_ort.shape}"
-        )
-    if max(report["max_abs_diff_generator"], report["max_abs_diff_discriminator"]) > PARITY_TOL:
-        raise ParityError(f"ONNX Runtime and torch disagree beyond {PARITY_TOL}: {report}")
-    return report
-
-
-def fit_platt(logits: np.ndarray, labels: np.ndarray, iters: int = 100) -> tuple[float, float]:
-    """Logistic regression ``P(real | logit) = sigmoid(a * logit + b)`` by Newton's method."""
-    x = np.stack([logits.astype(np.float64), np.ones_like(logits, dtype=np.float64)], axis=1)
-    w = np.zeros(2)
-    for _ in range(iters):
-        p = 1.0 / (1.0 + np.exp(-(x @ w)))
-        grad = x.T @ (p - labels)
-        hess = x.T @ (x * (p * (1 - p))[:, None]) + 1e-6 * np.eye(2)
-        step = np.linalg.solve(hess, grad)
-        w -= step
-        if np.abs(step).max() < 1e-10:
-            break
-    return float(w[0]), float(w[1])
-
-
-def calibrate_realness(
-    cfg: TrainConfig, g_path: Path, d_path: Path, real: np.ndarray | None, n: int = 2000
-) -> dict[str, Any]:
-    """How the service turns a D output into a realness in [0, 1] (stored in model.json)."""
-    formula = "realness = 1 / (1 + exp(-(a * logit + b)))"
-    if get_loss(cfg.loss).outputs_logit:
-        return {
-            "method": "sigmoid",
-            "a": 1.0,
-            "b": 0.0,
-            "formula": formula,
-            "why": f"{cfg.loss} trains D as a logistic classifier, so sigmoid(logit) is its P(real)",
-        }
-    if real is None:
+    cfg, size = run.cfg, image_size(run.cfg.arch)
+    try:
+        if cfg.dataset in IDX_DATASETS:
+            images, _ = load_idx_dataset(cfg.dataset, size, data_root or cfg.data_root)
+            source = f"{cfg.dataset} training split"
+        else:
+            folder = cfg.dataset.removeprefix("folder:")
+            images, _, _ = load_folder_dataset(folder, size)
+            source = f"{folder} (the training images; a folder has no test split)"
+    except DatasetError as e:
+        raise ValueError(f"realness calibration needs the run's real images: {e}") from None
+    u8 = images.numpy()
+    if len(u8) < MIN_REAL_IMAGES:
         raise ValueError(
-            f"loss {cfg.loss!r} needs held-out real images to calibrate realness; none for dataset {cfg.dataset!r}"
+            f"realness calibration needs at least {MIN_REAL_IMAGES} real images, {source} has {len(u8)}"
         )
-    # Held-out: the second half of the test split (parity used the first 64), generated images from far-away seeds.
-    real = real[len(real) // 2 :][:n]
-    fake = _ort_session(g_path).run(None, {"z": latents(CALIBRATION_SEED, len(real), cfg.z_dim)})[0]
-    scorer = _ort_session(d_path)
-    logits = np.concatenate(
-        [scorer.run(None, {"images": real})[0], scorer.run(None, {"images": fake})[0]]
-    )
-    labels = np.concatenate([np.ones(len(real)), np.zeros(len(fake))])
-    a, b = fit_platt(logits, labels)
-    return {
-        "method": "platt",
-        "a": a,
-        "b": b,
-        "formula": formula,
-        "fitted_on": {
-            "real": len(real),
-            "generated": len(fake),
-            "real_source": f"{cfg.dataset} test split, second half",
-            "generated_seeds_from": CALIBRATION_SEED,
-        },
-        "why": f"a {cfg.loss} critic's output is an unbounded score, not a log-odds",
-    }
+    order = np.random.default_rng(0).permutation(len(u8))
+    n_held = min(realness_fit.HELD_OUT_IMAGES, len(u8) // 4)
+    n_cal = min(2000, len(u8) // 4)
+    n_fit = min(realness_fit.FIT_IMAGES, len(u8) - n_held - n_cal)
+    x = from_uint8(u8[order[: n_fit + n_held + n_cal]])
+    return RealImages(x[:n_fit], x[n_fit : n_fit + n_held], x[n_fit + n_held :], source)
 
 
 def build_manifest(
-    name: str, cfg: TrainConfig, step: int, which_g: str, out: Path, parity: dict, realness: dict
+    name: str,
+    run: Run,
+    which_g: str,
+    out: Path,
+    parity: dict[str, Any],
+    realness: dict[str, Any],
 ) -> dict[str, Any]:
-    c, h, w = dataset_channels(cfg), *image_shape(cfg.arch)[1:]
+    cfg, args = run.cfg, run.args
+    c, h, w = image_shape(args.arch, args.channels)
+    generator = {
+        "file": "generator.onnx",
+        "sha256": sha256_file(out / "generator.onnx"),
+        "input": "z",
+        "output": "images",
+    }
     return {
-        "format": "gan-model/1",
+        "format": FORMAT,
         "name": name,
-        "architecture": cfg.arch,
+        "architecture": args.arch,
         "loss": cfg.loss,
-        "z_dim": cfg.z_dim,
-        "image": {
-            "channels": c,
-            "height": h,
-            "width": w,
-            "value_range": list(VALUE_RANGE),
-            "to_uint8": "clip(round((x - lo) * 255 / (hi - lo)), 0, 255)",
-        },
-        "latent": {
-            "algorithm": ALGORITHM,
-            "seed_range": [0, SEED_MAX],
-            "row_i": "latent of seed + i",
-            "truncation": "z * psi, psi in (0, 1]",
-            "implementation": "service/latents.py",
-        },
+        "z_dim": args.z_dim,
+        "image": image_section(c, h, w),
+        "latent": latent_section(),
+        "conditioning": conditioning_section(run.class_names) if args.conditional else None,
         "onnx": {
             "opset": OPSET,
-            "generator": {
-                "file": "generator.onnx",
-                "sha256": sha256_file(out / "generator.onnx"),
-                "input": "z",
-                "output": "images",
-            },
+            "generator": generator,
             "discriminator": {
                 "file": "discriminator.onnx",
                 "sha256": sha256_file(out / "discriminator.onnx"),
@@ -281,11 +198,19 @@ def build_manifest(
                 "output": "logits",
             },
         },
-        "discriminator": {"pack": cfg.pack, "pack_scoring": "replicate"},
+        "discriminator": {
+            "pack": args.pack,
+            "pack_scoring": "replicate",
+            "logits": "(B, K): column k is the logit of (image, class k)"
+            if args.conditional
+            else "(B,)",
+            "without_class": "logsumexp_k(logit_k) - log K" if args.conditional else None,
+        },
         "realness": realness,
         "training": {
             "config": cfg.to_dict(),
-            "step": step,
+            "model_args": args.to_dict(),
+            "step": run.step,
             "generator_weights": which_g,
             "batch_norm": "statistics recomputed at export from 50 x 256 fresh latents",
         },
@@ -320,21 +245,46 @@ def _training_facts(run_dir: Path) -> tuple[list[str], str]:
     return commands, seconds
 
 
-def write_sample_grid(path: Path, generator: Path, z_dim: int) -> None:
+SAMPLE_COLUMNS = 10
+
+
+def write_sample_grid(path: Path, generator: Path, z_dim: int, num_classes: int) -> str:
+    """The card's grid, as the service returns it; returns the request that reproduces it.
+
+    Unconditional: seeds 0..63. Conditional: one row per class, seeds 0..9 in every row (the same
+    latents across rows), i.e. ``/generate_grid {"seed": 0, "n": 10, "class": k}`` for row k.
+    """
+    from contract.onnx_runtime import cpu_session
     from training.plots import save_image_grid
 
-    images = _ort_session(generator).run(None, {"z": latents(0, 64, z_dim)})[0]
-    save_image_grid(images, path, nrow=8, scale=2)
+    session = cpu_session(generator)
+    if not num_classes:
+        images = session.run(None, generator_inputs(0, 64, z_dim, 0))[0]
+        save_image_grid(images, path, nrow=8, scale=2)
+        return 'POST /generate_grid {"seed": 0, "n": 64}'
+    z = generator_inputs(0, SAMPLE_COLUMNS, z_dim, 0)["z"]
+    rows = [
+        session.run(None, {"z": z, "class": np.full(SAMPLE_COLUMNS, k, dtype=np.int64)})[0]
+        for k in range(num_classes)
+    ]
+    save_image_grid(np.concatenate(rows), path, nrow=SAMPLE_COLUMNS, scale=2)
+    return f'POST /generate_grid {{"seed": 0, "n": {SAMPLE_COLUMNS}, "class": k}} for row k'
 
 
-def write_model_card(folder: Path, manifest: dict[str, Any], run_dir: Path) -> None:
+def write_model_card(
+    folder: Path, manifest: dict[str, Any], run_dir: Path, grid_request: str
+) -> None:
     commands, wall = _training_facts(run_dir)
     cfg = manifest["training"]["config"]
     ev = manifest.get("evaluation") or {}
+    cond = manifest.get("conditioning")
+    rel = manifest["realness"]
+    kind = f"class-conditional ({len(cond['classes'])} classes) " if cond else ""
+    parity = manifest["parity"]
     lines = [
         f"# {manifest['name']}",
         "",
-        f"A `{manifest['architecture']}` GAN ({manifest['loss']} loss) trained on `{cfg['dataset']}`: "
+        f"A {kind}`{manifest['architecture']}` GAN ({manifest['loss']} loss) trained on `{cfg['dataset']}`: "
         f"{manifest['image']['channels']}x{manifest['image']['height']}x{manifest['image']['width']} images "
         f"from a {manifest['z_dim']}-d latent. Generated by `python -m training.export`; do not edit by hand.",
         "",
@@ -349,14 +299,23 @@ def write_model_card(folder: Path, manifest: dict[str, Any], run_dir: Path) -> N
         f"weights served: `{manifest['training']['generator_weights']}`",
         f"- training wall time: {wall}",
         f"- regularisers: EMA {cfg['ema']}, pack {cfg['pack']}, spectral norm {cfg['spectral_norm']}, "
-        f"lr G/D {cfg['lr_g']}/{cfg['lr_d']}",
-        f"- ONNX parity over {manifest['parity']['seeds']} seeds: generator max |diff| "
-        f"{manifest['parity']['max_abs_diff_generator']:.2e}, discriminator {manifest['parity']['max_abs_diff_discriminator']:.2e}",
-        f"- realness: {manifest['realness']['method']} (a={manifest['realness']['a']:.4g}, b={manifest['realness']['b']:.4g})",
+        f"lr G/D {cfg['lr_g']}/{cfg['lr_d']}, lr decay over the last {cfg.get('lr_decay', 0):.0%} of the steps",
+        f"- ONNX parity over {parity['seeds']} seeds: generator max |diff| "
+        f"{parity['max_abs_diff_generator']:.2e}, discriminator {parity['max_abs_diff_discriminator']:.2e}",
+        f"- realness: `{rel['formula']}` with a={rel['a']:.4g}, b={rel['b']:.4g}"
+        + (
+            f", ood threshold {rel['ood']['threshold']:.4g}, scale {rel['ood']['scale']:.4g}"
+            if rel.get("ood")
+            else ""
+        ),
+    ]
+    if cond:
+        lines.append("- classes: " + ", ".join(f"{i} `{c}`" for i, c in enumerate(cond["classes"])))
+    lines += [
         "",
-        "![seeds 0..63](samples.png)",
+        "![samples](samples.png)",
         "",
-        'Seeds 0..63, as the service returns them (`POST /generate_grid {"seed": 0, "n": 64}`).',
+        f"As the service returns them (`{grid_request}`).",
         "",
         "## Evaluation",
         "",
@@ -376,6 +335,24 @@ def write_model_card(folder: Path, manifest: dict[str, Any], run_dir: Path) -> N
     (folder / "README.md").write_text("\n".join(lines) + "\n")
 
 
+def evaluation(
+    run: Run, folder: Path, data_root: str | None, weak: Path | None, out: Path
+) -> dict[str, Any]:
+    """The quality report, or why there is none: the metrics' classifiers exist for IDX datasets."""
+    from training.idx import IDX_DATASETS
+
+    if run.cfg.dataset not in IDX_DATASETS:
+        reason = (
+            f"not evaluated: the quality metrics judge images with a classifier of the dataset, "
+            f"and there is none for {run.cfg.dataset!r} (only {', '.join(sorted(IDX_DATASETS))})"
+        )
+        print(f"export: {reason}", file=sys.stderr)
+        return {"skipped": reason}
+    from training.metrics import evaluate_model_dir
+
+    return evaluate_model_dir(folder, data_root=data_root, weak=weak, display_path=str(out))
+
+
 def export_run(
     run_dir: Path,
     name: str,
@@ -384,41 +361,50 @@ def export_run(
     evaluate: bool = True,
     weak: Path | None = None,
 ) -> dict[str, Any]:
-    cfg, step, state = load_run(run_dir)
-    if cfg.arch == "mlp":
+    run = load_run(run_dir)
+    args = run.args
+    if args.arch == "mlp":
         raise ValueError(
             "only image models are served; mlp (2-D toy) runs are evaluated with training.evaluate"
         )
     torch.manual_seed(0)
-    g, d, which_g = rebuild_networks(cfg, state)
-    recalibrate_batch_norm(g, cfg.z_dim)
-    scorer = SingleImageScorer(d, cfg.pack).eval()
-    real = real_images(cfg, 4000, data_root)
+    g, d, which_g = rebuild_networks(args, run.state)
+    recalibrate_batch_norm(g, args.z_dim, args.num_classes)
+    shape = image_shape(args.arch, args.channels)
+    graph = DiscriminatorGraph(d, args.pack, args.conditional, shape).eval()
+    real = real_images(run, data_root)
+    ood = realness_fit.fit_ood(graph, real.fit, real.held_out)
+    realness = realness_fit.fit_logit(
+        run.cfg.loss, g, graph, real.calibration, args.z_dim, args.num_classes
+    )
+    realness["ood"] = ood
+    realness["real_source"] = real.source
 
     # Build in a temp folder next to the target, then swap it in: a failed export leaves no half model.
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=out.parent))
     try:
-        c, h, w = dataset_channels(cfg), *image_shape(cfg.arch)[1:]
-        export_onnx(
-            g, torch.from_numpy(latents(0, 2, cfg.z_dim)), tmp / "generator.onnx", "z", "images"
-        )
-        export_onnx(scorer, torch.zeros(2, c, h, w), tmp / "discriminator.onnx", "images", "logits")
+        export_generator(g, args.z_dim, tmp / "generator.onnx", args.conditional)
+        export_discriminator(graph, tmp / "discriminator.onnx")
         parity = check_parity(
-            g, scorer, tmp / "generator.onnx", tmp / "discriminator.onnx", cfg.z_dim, real
+            g,
+            graph,
+            tmp / "generator.onnx",
+            tmp / "discriminator.onnx",
+            args.z_dim,
+            args.num_classes,
+            real.calibration,
+            ood_scale=ood["scale"],
         )
-        realness = calibrate_realness(cfg, tmp / "generator.onnx", tmp / "discriminator.onnx", real)
-        manifest = build_manifest(name, cfg, step, which_g, tmp, parity, realness)
-        (tmp / "model.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        manifest = build_manifest(name, run, which_g, tmp, parity, realness)
+        write_manifest(tmp, manifest)
         if evaluate:
-            from training.metrics import evaluate_model_dir
-
-            manifest["evaluation"] = evaluate_model_dir(
-                tmp, data_root=data_root, weak=weak, display_path=str(out)
-            )
-            (tmp / "model.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        write_sample_grid(tmp / "samples.png", tmp / "generator.onnx", cfg.z_dim)
-        write_model_card(tmp, manifest, run_dir)
+            manifest["evaluation"] = evaluation(run, tmp, data_root, weak, out)
+            write_manifest(tmp, manifest)
+        grid_request = write_sample_grid(
+            tmp / "samples.png", tmp / "generator.onnx", args.z_dim, args.num_classes
+        )
+        write_model_card(tmp, manifest, run_dir, grid_request)
         if out.exists():
             shutil.rmtree(out)
         tmp.chmod(0o755)  # mkdtemp makes it owner-only; a model folder is meant to be shared

@@ -14,6 +14,14 @@ DEFAULT_DATA_ROOT = Path(
 )
 
 IDX_DATASETS = {"mnist": "mnist", "fashion-mnist": "fashion-mnist"}
+# Label index -> name, as the datasets' documentation gives them.
+CLASS_NAMES = {
+    "mnist": [str(i) for i in range(10)],
+    "fashion-mnist": [
+        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    ],
+}  # fmt: skip
 _FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),

@@ -48,7 +48,7 @@ from training.evaluate import (
     generate,
     load_run_generator,
 )
-from training.nets import build_networks
+from training.nets import ModelArgs, build_networks
 from training.toy import TOY_DATASETS, mode_centers, mode_std
 from training.trainer import GanTrainer
 
@@ -65,8 +65,8 @@ class Variant:
     loss: str
     params: dict[str, Any] = field(default_factory=dict)
     per_dataset: dict[str, dict[str, Any]] = field(default_factory=dict)  # on top of params
-    # Lab-only schedule, recorded in cfg.extra: both learning rates fall linearly to 0 over this final
-    # fraction of the steps. 0 keeps them constant, as the CLI does.
+    # TrainConfig.lr_decay: both learning rates fall linearly to 0 over this final fraction of the
+    # steps (0 keeps them constant, the CLI's default).
     lr_decay: float = 0.0
     kind: str = "loss"  # "loss": published defaults; "regulariser": + packing / SN; "tuned"
     why: str = ""  # the one-line mechanism behind what the table shows
@@ -225,28 +225,13 @@ def make_config(
         loss=v.loss,
         seed=seed,
         out=str(out) if out else "",
-        extra={"lab_variant": v.name, "lr_decay": v.lr_decay, "init": budget.init},
+        lr_decay=v.lr_decay,
+        extra={"lab_variant": v.name, "init": budget.init},
         **{**budget.common, **v.params, **v.per_dataset.get(dataset, {})},
     )
     assert cfg.n_critic is not None  # resolved by __post_init__ from the loss
     cfg.steps = g_steps(budget.steps[dataset], cfg.n_critic)
     return cfg
-
-
-def lr_factor(step: int, steps: int, decay: float) -> float:
-    """1 until the last ``decay`` fraction of training, then linearly down to 0 at the end."""
-    if decay <= 0:
-        return 1.0
-    return min(1.0, (steps - step) / (decay * steps))
-
-
-def set_lr(trainer: GanTrainer, factor: float) -> None:
-    cfg = trainer.cfg
-    assert cfg.lr_g is not None and cfg.lr_d is not None
-    for group in trainer.opt_g.param_groups:
-        group["lr"] = cfg.lr_g * factor
-    for group in trainer.opt_d.param_groups:
-        group["lr"] = cfg.lr_d * factor
 
 
 def torch_init(module: nn.Module) -> None:
@@ -273,9 +258,7 @@ def train_run(
     assert cfg.z_dim is not None
     # As training.train does: the seed fixes the initial weights and the latents.
     torch.manual_seed(cfg.seed)
-    G, D = build_networks(
-        "mlp", cfg.z_dim, cfg.width, 2, cfg.pack, cfg.spectral_norm, batch_norm_in_d=False
-    )
+    G, D = build_networks(ModelArgs.for_config(cfg, channels=2))
     if budget.init == "torch":
         torch_init(G)
         torch_init(D)
@@ -287,8 +270,7 @@ def train_run(
     curve: list[dict[str, Any]] = []
     t0, c0 = time.perf_counter(), time.process_time()
     for step in range(cfg.steps):
-        if v.lr_decay:
-            set_lr(trainer, lr_factor(step, cfg.steps, v.lr_decay))
+        trainer.set_step(step)
         trainer.step(sampler)
         if step + 1 in curve_at:
             m = evaluate_samples(
@@ -326,6 +308,7 @@ def save_run(
     save_checkpoint(
         run_dir,
         config=cfg,
+        model_args=ModelArgs.for_config(cfg, channels=2).to_dict(),
         step=cfg.steps,
         trainer_state=trainer.state_dict(),
         rng=[rng_state()],

@@ -3,7 +3,7 @@
     python -m training.metrics models/NAME [--n 10000] [--data-root DIR] [--write]
                                            [--compare-weak models/WEAK]
 
-Generates ``n`` images from seeds ``0 .. n-1`` (``service.latents``, so they are exactly the images
+Generates ``n`` images from seeds ``0 .. n-1`` (``contract.latents``, so they are exactly the images
 the service serves for those seeds), quantises them to uint8 like the service does, and reports:
 
 - class histogram under the classifier, which classes are missing or rare, KL(generated || real)
@@ -36,7 +36,7 @@ import numpy as np
 import onnxruntime as ort
 import scipy.linalg
 
-from service.latents import latents
+from contract.latents import latents
 from training.idx import load_split
 
 METRICS_FORMAT = "gan-eval/1"

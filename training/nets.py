@@ -2,13 +2,94 @@
 
 Discriminators return one raw score per (packed) sample, shape ``(B,)``: a logit or a critic value,
 the loss decides which (see ``training.losses``).
+
+Class-conditional pairs (``ModelArgs.num_classes > 0``) follow SNGAN / BigGAN:
+
+- G: conditional batch norm (Dumoulin et al. 2017; de Vries et al. 2017). Every batch norm of G
+  normalises without its own affine and takes its scale and shift from a per-class embedding, so
+  the class steers every layer, not only the input; concatenating a one-hot to ``z`` (the
+  original cGAN) lets a small G ignore it, and the class must be learnt back from the first layer.
+- D: the projection discriminator (Miyato & Koyama 2018): ``D(x, y) = psi(phi(x)) + <e_y, phi(x)>``.
+  Its logit is the log density ratio ``log p_data(x, y) / p_g(x, y)`` split into a class-free term
+  and a class term, which is what the optimal D of the minimax game is, written for pairs; feeding
+  ``y`` in as an extra input channel (AC-GAN-free cGAN) trained measurably worse in that paper, and
+  an auxiliary classifier (AC-GAN) favours easily classified, less diverse samples.
+
+Every network is built from one ``ModelArgs``, which checkpoints store (as nanoGPT's
+``model_args``): training, export, evaluation and the lab rebuild exactly the trained shapes.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm as _sn
+
+from training.config import ARCHS, TrainConfig
+
+
+@dataclass(frozen=True)
+class ModelArgs:
+    """Everything that decides the shapes of G and D: stored in checkpoints, read by every rebuild.
+
+    ``batch_norm_in_d`` is the resolved choice (False under a gradient penalty, where batch norm
+    would mix the per-sample penalty, and beside spectral norm, where it is pointless), so nobody
+    has to re-derive it from flags and get it wrong.
+    """
+
+    arch: str
+    z_dim: int
+    width: int = 64
+    channels: int = 1
+    num_classes: int = 0  # 0: unconditional
+    pack: int = 1
+    spectral_norm: bool = False
+    batch_norm_in_d: bool = True
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise ValueError(f"unknown arch {self.arch!r}; choose one of {', '.join(ARCHS)}")
+        if self.num_classes and self.arch == "mlp":
+            raise ValueError("class-conditional networks need an image arch (dcgan28/32/64)")
+        for name in ("z_dim", "width", "channels", "pack"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_classes < 0:
+            raise ValueError(f"num_classes must be >= 0, got {self.num_classes}")
+
+    @property
+    def conditional(self) -> bool:
+        return self.num_classes > 0
+
+    @classmethod
+    def for_config(cls, cfg: TrainConfig, channels: int, num_classes: int = 0) -> ModelArgs:
+        """The networks a training config asks for, given what the dataset holds."""
+        assert cfg.z_dim is not None  # resolved by TrainConfig
+        return cls(
+            arch=cfg.arch,
+            z_dim=cfg.z_dim,
+            width=cfg.width,
+            channels=channels,
+            num_classes=num_classes if cfg.conditional else 0,
+            pack=cfg.pack,
+            spectral_norm=cfg.spectral_norm,
+            batch_norm_in_d=not cfg.gp_weight and not cfg.spectral_norm,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelArgs:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown model argument(s) {', '.join(unknown)}")
+        return cls(**data)
 
 
 def dcgan_init(module: nn.Module) -> None:
@@ -17,7 +98,7 @@ def dcgan_init(module: nn.Module) -> None:
         nn.init.normal_(module.weight, 0.0, 0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d):
+    elif isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d) and module.affine:
         nn.init.normal_(module.weight, 1.0, 0.02)
         nn.init.zeros_(module.bias)
 
@@ -160,39 +241,144 @@ class DCGANDiscriminator(nn.Module):
         return self.net(x).squeeze(1)
 
 
+class ConditionalBatchNorm(nn.Module):
+    """Batch norm whose scale and shift are looked up per class: ``(1 + gain[y]) * bn(x) + bias[y]``.
+
+    The gain starts near 1 and the shift at 0 (DCGAN's batch-norm init, per class), so an untrained
+    conditional G starts as the unconditional one.
+    """
+
+    def __init__(self, features: int, num_classes: int, dims: int):
+        super().__init__()
+        self.bn = (nn.BatchNorm1d if dims == 1 else nn.BatchNorm2d)(features, affine=False)
+        self.gain = nn.Embedding(num_classes, features)
+        self.bias = nn.Embedding(num_classes, features)
+        nn.init.normal_(self.gain.weight, 0.0, 0.02)
+        nn.init.zeros_(self.bias.weight)
+        self.dims = dims
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        gain, bias = 1.0 + self.gain(y), self.bias(y)
+        if self.dims == 2:
+            gain, bias = gain[:, :, None, None], bias[:, :, None, None]
+        return gain * self.bn(x) + bias
+
+
+class ConditionalGenerator(nn.Module):
+    """The DCGAN generators above (same layers, same compute) with conditional batch norm.
+
+    ``forward(z, y)``: ``y`` holds class indices (int64, shape ``(B,)``).
+    """
+
+    def __init__(self, arch: str, z_dim: int, width: int, channels: int, num_classes: int):
+        super().__init__()
+        self.arch, self.width = arch, width
+        ups: list[
+            tuple[int, int, int, int]
+        ] = []  # (in, out, stride, padding) of each ConvTranspose
+        if arch == "dcgan28":
+            self.fc: nn.Module = nn.Linear(z_dim, 2 * width * 7 * 7)
+            self.bn0 = ConditionalBatchNorm(2 * width * 7 * 7, num_classes, dims=1)
+            ups = [(2 * width, width, 2, 1)]
+        else:
+            n_up = {"dcgan32": 3, "dcgan64": 4}[arch]
+            mult = 2 ** (n_up - 1)
+            self.fc = nn.ConvTranspose2d(z_dim, width * mult, 4, 1, 0)
+            self.bn0 = ConditionalBatchNorm(width * mult, num_classes, dims=2)
+            for _ in range(n_up - 1):
+                ups.append((width * mult, width * mult // 2, 2, 1))
+                mult //= 2
+        self.ups = nn.ModuleList(nn.ConvTranspose2d(i, o, 4, s, p) for i, o, s, p in ups)
+        self.bns = nn.ModuleList(ConditionalBatchNorm(o, num_classes, dims=2) for _, o, _, _ in ups)
+        self.out = nn.ConvTranspose2d(width, channels, 4, 2, 1)
+
+    def forward(self, z: Tensor, y: Tensor) -> Tensor:
+        if self.arch == "dcgan28":
+            h = torch.relu(self.bn0(self.fc(z), y)).view(z.shape[0], 2 * self.width, 7, 7)
+        else:
+            h = torch.relu(self.bn0(self.fc(z[:, :, None, None]), y))
+        for up, bn in zip(self.ups, self.bns, strict=True):
+            h = torch.relu(bn(up(h), y))
+        return torch.tanh(self.out(h))
+
+
+class ProjectionDiscriminator(nn.Module):
+    """``D(x, y) = psi(phi(x)) + <embed(y), phi(x)>`` (Miyato & Koyama 2018) on the DCGAN trunks.
+
+    ``phi`` is the unconditional D's convolutional trunk, flattened; ``psi`` its last linear layer.
+    ``all_logits(x)`` gives the logit of every class at once, ``(B, K)``: the projection is a
+    matrix product, so scoring an image against all classes costs one extra small matmul.
+    """
+
+    def __init__(
+        self,
+        arch: str,
+        width: int,
+        channels: int,
+        num_classes: int,
+        sn: bool = False,
+        batch_norm: bool = True,
+    ):
+        super().__init__()
+        layers: list[nn.Module] = [
+            _maybe_sn(nn.Conv2d(channels, width, 4, 2, 1), sn),
+            nn.LeakyReLU(0.2),
+        ]
+        n_down = {"dcgan28": 2, "dcgan32": 3, "dcgan64": 4}[arch]
+        mult = 1
+        for _ in range(n_down - 1):
+            layers += [
+                _maybe_sn(nn.Conv2d(width * mult, width * mult * 2, 4, 2, 1), sn),
+                nn.BatchNorm2d(width * mult * 2) if batch_norm else nn.Identity(),
+                nn.LeakyReLU(0.2),
+            ]
+            mult *= 2
+        side = 7 if arch == "dcgan28" else 4
+        self.features = width * mult * side * side
+        self.trunk = nn.Sequential(*layers, nn.Flatten())
+        self.psi = _maybe_sn(nn.Linear(self.features, 1), sn)
+        embed = nn.Embedding(num_classes, self.features)
+        nn.init.normal_(embed.weight, 0.0, 0.02)  # before SN wraps it: SN keeps the direction
+        self.embed = _maybe_sn(embed, sn)
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        h = self.trunk(x)
+        return self.psi(h).squeeze(1) + (self.embed(y) * h).sum(dim=1)
+
+    def all_logits(self, x: Tensor) -> Tensor:
+        h = self.trunk(x)
+        return self.psi(h) + h @ self.embed.weight.t()
+
+
 def image_shape(arch: str, channels: int | None = None) -> tuple[int, int, int]:
     """``(C, H, W)`` an architecture produces; the channel count comes from the dataset."""
     size = {"dcgan28": 28, "dcgan32": 32, "dcgan64": 64}[arch]
     return (channels or (1 if arch == "dcgan28" else 3), size, size)
 
 
-def build_networks(
-    arch: str,
-    z_dim: int,
-    width: int = 64,
-    channels: int = 1,
-    pack: int = 1,
-    spectral_norm: bool = False,
-    batch_norm_in_d: bool = True,
-) -> tuple[nn.Module, nn.Module]:
-    """Return ``(G, D)`` initialised as in the DCGAN paper.
-
-    ``batch_norm_in_d`` should be False for gradient-penalty critics (the penalty is per sample,
-    batch norm mixes samples) and is pointless next to spectral norm.
-    """
-    bn = batch_norm_in_d and not spectral_norm
-    if arch == "mlp":
-        g: nn.Module = MLPGenerator(z_dim, hidden=4 * width)
-        d: nn.Module = MLPDiscriminator(hidden=4 * width, pack=pack, sn=spectral_norm)
-    elif arch == "dcgan28":
-        g = DCGAN28Generator(z_dim, width, channels)
-        d = DCGAN28Discriminator(width, channels, pack, spectral_norm, bn)
-    elif arch in ("dcgan32", "dcgan64"):
-        size = int(arch[-2:])
-        g = DCGANGenerator(z_dim, width, channels, size)
-        d = DCGANDiscriminator(width, channels, size, pack, spectral_norm, bn)
+def build_networks(args: ModelArgs) -> tuple[nn.Module, nn.Module]:
+    """Return ``(G, D)`` for ``args``, initialised as in the DCGAN paper."""
+    bn = args.batch_norm_in_d and not args.spectral_norm
+    sn = args.spectral_norm
+    if args.conditional:
+        if args.pack > 1:
+            raise ValueError("PacGAN packing is not supported with class-conditional networks")
+        g: nn.Module = ConditionalGenerator(
+            args.arch, args.z_dim, args.width, args.channels, args.num_classes
+        )
+        d: nn.Module = ProjectionDiscriminator(
+            args.arch, args.width, args.channels, args.num_classes, sn, bn
+        )
+    elif args.arch == "mlp":
+        g = MLPGenerator(args.z_dim, hidden=4 * args.width)
+        d = MLPDiscriminator(hidden=4 * args.width, pack=args.pack, sn=sn)
+    elif args.arch == "dcgan28":
+        g = DCGAN28Generator(args.z_dim, args.width, args.channels)
+        d = DCGAN28Discriminator(args.width, args.channels, args.pack, sn, bn)
     else:
-        raise ValueError(f"unknown arch {arch!r}")
+        size = int(args.arch[-2:])
+        g = DCGANGenerator(args.z_dim, args.width, args.channels, size)
+        d = DCGANDiscriminator(args.width, args.channels, size, args.pack, sn, bn)
     g.apply(dcgan_init)
     d.apply(dcgan_init)
     return g, d

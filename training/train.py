@@ -51,16 +51,18 @@ from training.data import (
     check_dataset_name,
     derive_seed,
     make_sampler,
+    num_classes,
 )
 from training.idx import IDX_DATASETS
 from training.losses import LOSSES
-from training.nets import build_networks
+from training.nets import ModelArgs, build_networks
 from training.plots import save_curves, save_image_grid, save_scatter
 from training.trainer import GanTrainer
 
 PROG = "python -m training.train"
 CONFIG_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)} - {"extra"}
 GRID_SEEDS = 64  # sample grids show the images of latent seeds 0..63 at every step
+CLASS_GRID_COLUMNS = 10  # conditional grids: seeds 0..9 in every class row
 SCATTER_POINTS = 2000
 
 
@@ -115,6 +117,16 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--n-critic", type=int, help="D updates per G update")
     o.add_argument("--weight-clip", type=float, help="WGAN weight clip c (0 disables)")
     o.add_argument("--gp-weight", type=float, help="gradient-penalty lambda (0 disables)")
+    g.add_argument(
+        "--conditional",
+        action=argparse.BooleanOptionalAction,
+        help="class-conditional G and D on the dataset's labels (IDX labels, or class sub-folders)",
+    )
+    o.add_argument(
+        "--lr-decay",
+        type=float,
+        help="both learning rates fall linearly to 0 over this final fraction of the steps (default 0)",
+    )
     r = p.add_argument_group("regularisers")
     r.add_argument(
         "--spectral-norm",
@@ -333,17 +345,29 @@ class StopRequest:
 
 @torch.no_grad()
 def write_samples(
-    G: nn.Module, cfg: TrainConfig, out: Path, step: int, device: torch.device
+    G: nn.Module, cfg: TrainConfig, out: Path, step: int, device: torch.device, classes: int = 0
 ) -> Path:
-    """The fixed-seed sample grid (images) or scatter plot (toys) of ``G`` at ``step``."""
-    from service.latents import latents
+    """The fixed-seed sample grid (images) or scatter plot (toys) of ``G`` at ``step``.
+
+    A conditional G gets one row per class, the same ``CLASS_GRID_COLUMNS`` seeds in every row,
+    so a row shows what the class looks like and a column what one latent does across classes.
+    """
+    from contract.latents import latents
 
     n = SCATTER_POINTS if cfg.arch == "mlp" else GRID_SEEDS
-    z = torch.from_numpy(latents(0, n, cfg.z_dim)).to(device)
+    nrow = 8
+    labels = None
+    if classes:
+        nrow = CLASS_GRID_COLUMNS
+        n = classes * nrow
+        labels = torch.arange(classes, device=device).repeat_interleave(nrow)
+        z = torch.from_numpy(latents(0, nrow, cfg.z_dim)).to(device).repeat(classes, 1)
+    else:
+        z = torch.from_numpy(latents(0, n, cfg.z_dim)).to(device)
     was_training = G.training
     G.eval()  # BatchNorm running statistics, as the exported model will use them
     try:
-        fake = G(z).float().cpu()
+        fake = (G(z) if labels is None else G(z, labels)).float().cpu()
     finally:
         G.train(was_training)
     path = out / "samples" / f"step_{step:06d}.png"
@@ -358,7 +382,7 @@ def write_samples(
             f"{cfg.dataset}, {cfg.loss}, step {step}",
         )
     else:
-        save_image_grid(fake, path, nrow=8, scale=2 if fake.shape[-1] <= 32 else 1)
+        save_image_grid(fake, path, nrow=nrow, scale=2 if fake.shape[-1] <= 32 else 1)
     return path
 
 
@@ -494,18 +518,11 @@ def train(
     assert cfg.z_dim is not None
     # Identical initial weights on every rank (DDP would broadcast rank 0's anyway).
     torch.manual_seed(cfg.seed)
-    G, D = build_networks(
-        cfg.arch,
-        cfg.z_dim,
-        cfg.width,
-        sampler.channels,
-        cfg.pack,
-        cfg.spectral_norm,
-        batch_norm_in_d=not cfg.gp_weight,
-    )
+    model_args = ModelArgs.for_config(cfg, sampler.channels, num_classes(sampler))
+    G, D = build_networks(model_args)
     G, D = G.to(device), D.to(device)
     G, D = distributed.wrap(G, device, env), distributed.wrap(D, device, env)
-    trainer = GanTrainer(cfg, G, D, device)
+    trainer = GanTrainer(cfg, G, D, device, model_args.num_classes)
     if env.distributed:
         torch.manual_seed(derive_seed(cfg.seed, "latents", env.rank))  # different fakes per rank
 
@@ -543,6 +560,7 @@ def train(
             save_checkpoint(
                 out,
                 config=cfg,
+                model_args=model_args.to_dict(),
                 step=step,
                 trainer_state=trainer.state_dict(),
                 rng=[m["rng"] for m in everyone],
@@ -561,6 +579,7 @@ def train(
     stopper = StopRequest()
     with stopper.installed():
         while step < cfg.steps:
+            trainer.set_step(step)
             stats = trainer.step(sampler)
             step += 1
             steps_since_log += 1
@@ -603,7 +622,9 @@ def train(
                         post["ep"] = f"{epoch:.2f}"
                     bar.set_postfix(post, refresh=False)
             if env.is_main and (step % cfg.sample_every == 0 or last):
-                write_samples(trainer.sampling_generator(), cfg, out, step, device)
+                write_samples(
+                    trainer.sampling_generator(), cfg, out, step, device, model_args.num_classes
+                )
                 save_curves(records, out / "curves.png", title)
             stop = distributed.any_flag(stopper.signum is not None, env)
             if step % cfg.ckpt_every == 0 or last or stop:

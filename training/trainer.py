@@ -7,6 +7,7 @@ and the tests all run exactly the same update.
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable
 
 import torch
@@ -15,6 +16,21 @@ from torch import Tensor, nn
 from training.config import TrainConfig
 from training.losses import get_loss, gradient_penalty, pack_samples
 from training.nets import update_ema
+
+
+def _with_labels(D: nn.Module, labels: Tensor, images: Tensor) -> Tensor:
+    return D(images, labels)
+
+
+def lr_factor(step: int, steps: int, decay: float) -> float:
+    """1 until the last ``decay`` fraction of training, then linearly down to 0 at the end.
+
+    A large constant rate spreads G over the modes fast; letting it fall to 0 lets G and D settle
+    instead of circling the equilibrium (the mode-collapse lab, docs/mode-collapse.md).
+    """
+    if decay <= 0:
+        return 1.0
+    return min(1.0, (steps - step) / (decay * steps))
 
 
 def make_optimizer(params, cfg: TrainConfig, lr: float) -> torch.optim.Optimizer:
@@ -30,8 +46,16 @@ class GanTrainer:
     ``G`` and ``D`` may be DistributedDataParallel wrappers; ``generator`` is always the bare G.
     """
 
-    def __init__(self, cfg: TrainConfig, G: nn.Module, D: nn.Module, device: torch.device):
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        G: nn.Module,
+        D: nn.Module,
+        device: torch.device,
+        num_classes: int = 0,
+    ):
         self.cfg = cfg
+        self.num_classes = num_classes
         self.loss = get_loss(cfg.loss)
         self.G, self.D = G, D
         self.device = device
@@ -47,18 +71,41 @@ class GanTrainer:
     def sample_z(self, n: int) -> Tensor:
         return torch.randn(n, self.cfg.z_dim, device=self.device)
 
-    def step(self, next_real: Callable[[], Tensor]) -> dict[str, float]:
+    def set_step(self, step: int) -> None:
+        """Apply the learning-rate schedule (``cfg.lr_decay``) for the update about to run."""
+        if not self.cfg.lr_decay:
+            return
+        factor = lr_factor(step, self.cfg.steps, self.cfg.lr_decay)
+        for opt, base in ((self.opt_g, self.cfg.lr_g), (self.opt_d, self.cfg.lr_d)):
+            for group in opt.param_groups:
+                group["lr"] = base * factor
+
+    def step(self, next_real: Callable[[], Tensor | tuple[Tensor, Tensor]]) -> dict[str, float]:
+        """One GAN update. ``next_real()`` gives images, or ``(images, labels)`` when conditional.
+
+        Conditional: D judges real pairs (x, y) against fakes G(z, y) made for the same labels,
+        so both sides of D's loss see the same class mix (and a gradient penalty interpolates
+        within one class); G's step draws its labels uniformly.
+        """
         cfg, loss = self.cfg, self.loss
         stats: dict[str, float] = {}
+        labels: Tensor | None = None
         for _ in range(cfg.n_critic):
-            real = next_real()
+            batch = next_real()
+            if isinstance(batch, tuple):
+                real, labels = batch
+            else:
+                real = batch
             with torch.no_grad():
-                fake = self.G(self.sample_z(real.shape[0]))
-            d_real = self.D(pack_samples(real, cfg.pack))
-            d_fake = self.D(pack_samples(fake, cfg.pack))
+                fake = self._generate(self.sample_z(real.shape[0]), labels)
+            d_real = self._judge(real, labels)
+            d_fake = self._judge(fake, labels)
             d_loss = loss.d_loss(d_real, d_fake)
             if cfg.gp_weight:
-                gp = gradient_penalty(self.D, real, fake, cfg.pack)
+                critic = (
+                    self.D if labels is None else functools.partial(_with_labels, self.D, labels)
+                )
+                gp = gradient_penalty(critic, real, fake, cfg.pack)
                 stats["gp"] = gp.item()
                 d_loss = d_loss + cfg.gp_weight * gp
             self.opt_d.zero_grad(set_to_none=True)
@@ -79,8 +126,11 @@ class GanTrainer:
             # The critic's estimate of the Earth-Mover distance: the curve WGAN says to watch.
             stats["w_distance"] = stats["d_real"] - stats["d_fake"]
 
-        fake = self.G(self.sample_z(cfg.batch_size))
-        g_loss = loss.g_loss(self.D(pack_samples(fake, cfg.pack)))
+        g_labels = None
+        if labels is not None:
+            g_labels = torch.randint(0, self.num_classes, (cfg.batch_size,), device=self.device)
+        fake = self._generate(self.sample_z(cfg.batch_size), g_labels)
+        g_loss = loss.g_loss(self._judge(fake, g_labels))
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         self.opt_g.step()
@@ -92,6 +142,14 @@ class GanTrainer:
             self.ema_updates += 1
         stats["g_loss"] = g_loss.item()
         return stats
+
+    def _generate(self, z: Tensor, labels: Tensor | None) -> Tensor:
+        return self.G(z) if labels is None else self.G(z, labels)
+
+    def _judge(self, images: Tensor, labels: Tensor | None) -> Tensor:
+        if labels is None:
+            return self.D(pack_samples(images, self.cfg.pack))
+        return self.D(images, labels)
 
     def sampling_generator(self) -> nn.Module:
         """The generator to sample and export from: the EMA copy when enabled."""

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.latents import latents
+from contract.latents import latents
 from service.model_store import ModelStore
 from service.settings import Settings
 

@@ -18,7 +18,7 @@ from typing import Any
 import schemathesis
 from PIL import Image
 
-SEED_MAX = 2**32 - 1  # service/latents.py
+SEED_MAX = 2**32 - 1  # contract/latents.py
 
 
 def _encode(mode: str, size: tuple[int, int], fmt: str, seed: int) -> bytes:

@@ -16,6 +16,7 @@ import pytest
 from PIL import Image, ImageSequence
 from prometheus_client import CollectorRegistry
 
+from contract.latents import latents
 from service.engine import Engine
 from service.errors import ApiError
 from service.http_app import create_app
@@ -29,7 +30,6 @@ from service.interpolate import (
     slerp,
     walk_latents,
 )
-from service.latents import latents
 from service.metrics import GanMetrics
 from service.model_store import ModelStore
 from service.settings import Settings

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from contract.latents import latents
 from service import model_store
-from service.latents import latents
 from service.model_store import CPU, ModelStore, ModelStoreError, UnknownModelError
 from service.settings import Settings
 

@@ -18,7 +18,7 @@ from training.checkpoint import (
     set_rng_state,
 )
 from training.config import TrainConfig
-from training.nets import build_networks
+from training.nets import ModelArgs, build_networks
 from training.trainer import GanTrainer
 
 CFG = TrainConfig(dataset="ring8", arch="mlp", width=4, batch_size=8, ema=0.9)
@@ -26,7 +26,7 @@ CFG = TrainConfig(dataset="ring8", arch="mlp", width=4, batch_size=8, ema=0.9)
 
 def _trainer() -> GanTrainer:
     torch.manual_seed(0)
-    G, D = build_networks("mlp", 2, 4)
+    G, D = build_networks(ModelArgs("mlp", 2, 4))
     t = GanTrainer(CFG, G, D, torch.device("cpu"))
     t.step(lambda: torch.randn(8, 2))
     return t

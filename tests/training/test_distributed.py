@@ -21,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from training.distributed import DistEnv, resolve_device
 from training.losses import get_loss, gradient_penalty
-from training.nets import build_networks
+from training.nets import ModelArgs, build_networks
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,8 +31,12 @@ def _gp_worker(rank: int, world: int, store: str, out: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     try:
         torch.manual_seed(0)
-        _, critic = build_networks("dcgan28", 8, width=4, channels=1, batch_norm_in_d=False)
-        local = build_networks("dcgan28", 8, width=4, channels=1, batch_norm_in_d=False)[1]
+        _, critic = build_networks(
+            ModelArgs("dcgan28", 8, width=4, channels=1, batch_norm_in_d=False)
+        )
+        local = build_networks(ModelArgs("dcgan28", 8, width=4, channels=1, batch_norm_in_d=False))[
+            1
+        ]
         local.load_state_dict(critic.state_dict())
         ddp = DDP(critic)
         g = torch.Generator().manual_seed(100 + rank)  # each rank its own batch

@@ -1,65 +1,107 @@
-"""Export: a training run becomes a model folder the service loads, with checked ONNX parity."""
+"""Export: every run the trainer can make becomes a model folder the service loads, with parity.
 
+The runs here train on tiny synthetic datasets (IDX files in the real format, image folders), so
+none of these tests needs ../shared/data.
+"""
+
+from __future__ import annotations
+
+import gzip
 import json
+import struct
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 import torch
+from PIL import Image
 
-from service.latents import latents
-from training import export
+from contract.latents import classes_for_seeds, latents
+from contract.manifest import read_manifest
+from training import export, realness_fit
+from training.onnx_export import DiscriminatorGraph, check_parity
+from training.train import main as train_main
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def fake_idx(root: Path, name: str = "mnist", n: int = 240) -> Path:
+    """An IDX dataset in the real file format: strokes of random width and place on black, 10 labels."""
+    d = root / name
+    d.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    imgs = np.zeros((n, 28, 28), dtype=np.uint8)
+    labels = (np.arange(n) % 10).astype(np.uint8)
+    for i in range(n):
+        c = 6 + 2 * labels[i] // 2
+        w = int(rng.integers(1, 4))
+        imgs[i, 4:24, c : c + w] = rng.integers(150, 256)
+    for prefix in ("train", "t10k"):
+        with gzip.open(d / f"{prefix}-images-idx3-ubyte.gz", "wb") as f:
+            f.write(struct.pack(">BBBBIII", 0, 0, 8, 3, n, 28, 28) + imgs.tobytes())
+        with gzip.open(d / f"{prefix}-labels-idx1-ubyte.gz", "wb") as f:
+            f.write(struct.pack(">BBBBI", 0, 0, 8, 1, n) + labels.tobytes())
+    return root
+
+
+def fake_folder(
+    root: Path, classes: tuple[str, ...] = ("cats", "dogs"), per_class: int = 40
+) -> Path:
+    """RGB images in class sub-folders (as torchvision's ImageFolder lays them out)."""
+    rng = np.random.default_rng(1)
+    for k, name in enumerate(classes):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            img = np.full((36, 40, 3), 40 * k, dtype=np.uint8)
+            img[:, :, k % 3] = rng.integers(0, 256, (36, 40), dtype=np.uint8)
+            Image.fromarray(img).save(root / name / f"{i}.png")
+    return root
+
+
+def train(out: Path, *args: str) -> Path:
+    common = ["--width", "4", "--batch-size", "16", "--steps", "2", "--no-progress"]
+    assert train_main([*common, *args, "--out", str(out)]) == 0
+    return out
+
+
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """A 1-step lsgan run with PacGAN packing (k=2), exported: exercises Platt realness and pack scoring."""
-    base = tmp_path_factory.mktemp("export")
-    run = base / "run"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "training.train",
-            "--dataset",
-            "mnist",
-            "--arch",
-            "dcgan28",
-            "--loss",
-            "lsgan",
-            "--pack",
-            "2",
-            "--ema",
-            "0.9",
-            "--width",
-            "8",
-            "--batch-size",
-            "16",
-            "--steps",
-            "2",
-            "--ckpt-every",
-            "1",
-            "--sample-every",
-            "1",
-            "--out",
-            str(run),
-        ],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        timeout=300,
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return fake_idx(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory: pytest.TempPathFactory, data: Path):
+    """lsgan + PacGAN (k=2) + EMA: exercises Platt realness and pack scoring."""
+    base = tmp_path_factory.mktemp("packed")
+    run = train(
+        base / "run",
+        *("--dataset", "mnist", "--data-root", str(data), "--loss", "lsgan"),
+        *("--pack", "2", "--ema", "0.9"),
     )
     out = base / "models" / "tiny-lsgan"
-    manifest = export.export_run(run, "tiny-lsgan", out, evaluate=False)
+    manifest = export.export_run(run, "tiny-lsgan", out, data_root=str(data), evaluate=False)
     return run, out, manifest
 
 
-def test_folder_and_manifest(exported):
-    _, out, manifest = exported
+@pytest.fixture(scope="module")
+def conditional(tmp_path_factory: pytest.TempPathFactory):
+    """A class-conditional hinge + SN run on an RGB image folder with class sub-folders."""
+    base = tmp_path_factory.mktemp("cond")
+    images = fake_folder(base / "images", ("cats", "dogs", "owls"))
+    run = train(
+        base / "run",
+        *("--dataset", f"folder:{images}", "--arch", "dcgan32", "--conditional"),
+        *("--loss", "hinge", "--spectral-norm", "--ema", "0.9"),
+    )
+    out = base / "models" / "tiny-cond"
+    return run, out, export.export_run(run, "tiny-cond", out, evaluate=False)
+
+
+def test_folder_and_manifest(packed) -> None:
+    _, out, manifest = packed
     assert sorted(p.name for p in out.iterdir()) == [
         "README.md",
         "discriminator.onnx",
@@ -69,6 +111,8 @@ def test_folder_and_manifest(exported):
     ]
     on_disk = json.loads((out / "model.json").read_text())
     assert on_disk == manifest
+    parsed = read_manifest(out)  # the service's reader accepts what the exporter wrote
+    assert parsed.conditioning is None and parsed.realness.ood is not None
     for kind in ("generator", "discriminator"):
         assert on_disk["onnx"][kind]["sha256"] == export.sha256_file(
             out / on_disk["onnx"][kind]["file"]
@@ -76,26 +120,27 @@ def test_folder_and_manifest(exported):
     assert on_disk["image"] == {**on_disk["image"], "channels": 1, "height": 28, "width": 28}
     assert on_disk["latent"]["algorithm"] == "splitmix64-boxmuller/1"
     assert on_disk["training"]["generator_weights"] == "G_ema"
-    assert on_disk["discriminator"] == {"pack": 2, "pack_scoring": "replicate"}
+    assert on_disk["training"]["model_args"]["pack"] == 2
+    assert on_disk["discriminator"]["pack"] == 2
     assert on_disk["parity"]["max_abs_diff_generator"] <= export.PARITY_TOL
     assert on_disk["parity"]["max_abs_diff_discriminator"] <= export.PARITY_TOL
     # lsgan's D is not a log-odds: realness must come from a fitted calibration.
-    assert on_disk["realness"]["method"] == "platt" and on_disk["realness"]["a"] != 1.0
+    assert on_disk["realness"]["method"] == "platt+ood" and on_disk["realness"]["a"] != 1.0
     assert "python -m training.export" in (out / "README.md").read_text()
 
 
-def test_the_service_loader_serves_what_torch_computes(exported, monkeypatch):
+def test_the_service_loader_serves_what_torch_computes(packed, monkeypatch) -> None:
     from service.model_store import ModelStore
     from service.settings import Settings
 
-    run, out, _ = exported
+    run, out, _ = packed
     monkeypatch.setenv("GAN_MODELS_DIR", str(out.parent))
     store = ModelStore.load(Settings.from_env(), cpu_only=True)
     model = store.get("tiny-lsgan")
-    cfg, _, state = export.load_run(run)
-    g, d, _ = export.rebuild_networks(cfg, state)
-    export.recalibrate_batch_norm(g, cfg.z_dim)
-    z = latents(123, 8, cfg.z_dim)
+    r = export.load_run(run)
+    g, d, _ = export.rebuild_networks(r.args, r.state)
+    export.recalibrate_batch_norm(g, r.args.z_dim)
+    z = latents(123, 8, r.args.z_dim)
     with torch.no_grad():
         expected = g(torch.from_numpy(z)).numpy()
         # The packed D scores one image as the pack made of that image repeated.
@@ -104,32 +149,117 @@ def test_the_service_loader_serves_what_torch_computes(exported, monkeypatch):
     np.testing.assert_allclose(model.discriminate(expected), expected_logits, atol=1e-4)
 
 
-def test_parity_failure_is_loud(exported):
-    run, out, _ = exported
-    cfg, _, state = export.load_run(run)
-    g, d, _ = export.rebuild_networks(cfg, state)
+def test_conditional_model_folder(conditional) -> None:
+    _, out, manifest = conditional
+    m = read_manifest(out)
+    assert m.conditioning is not None and m.conditioning.classes == ("cats", "dogs", "owls")
+    assert manifest["image"]["channels"] == 3 and manifest["image"]["height"] == 32
+    g = ort.InferenceSession(str(out / "generator.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in g.get_inputs()] == ["z", "class"]
+    z = latents(5, 6, m.z_dim)
+    same_z = np.repeat(z[:1], 3, axis=0)
+    by_class = g.run(None, {"z": same_z, "class": np.array([0, 1, 2], dtype=np.int64)})[0]
+    assert not np.allclose(by_class[0], by_class[1])  # the class steers the image
+    d = ort.InferenceSession(str(out / "discriminator.onnx"), providers=["CPUExecutionProvider"])
+    logits, ood = d.run(None, {"images": by_class})
+    assert logits.shape == (3, 3) and ood.shape == (3,) and np.isfinite(ood).all()
+    assert manifest["discriminator"]["without_class"] == "logsumexp_k(logit_k) - log K"
+
+
+def test_conditional_sample_grid_has_one_row_per_class(conditional) -> None:
+    _, out, _ = conditional
+    grid = Image.open(out / "samples.png")
+    # 10 columns x 3 rows of 32 px tiles, 2 px padding, scaled 2x.
+    assert grid.size == (2 * (2 + 10 * 34), 2 * (2 + 3 * 34))
+    assert '"class": k' in (out / "README.md").read_text()
+
+
+def test_gradient_penalty_without_its_loss_exports(tmp_path: Path, data: Path) -> None:
+    """Was: ``--loss ns --gp-weight 1`` trained a D without batch norm, and export rebuilt one
+    with it (from the loss's default), dying with 'Missing key(s) in state_dict'."""
+    run = train(
+        tmp_path / "run",
+        *("--dataset", "mnist", "--data-root", str(data), "--loss", "ns", "--gp-weight", "1"),
+    )
+    manifest = export.export_run(
+        run, "ns-gp", tmp_path / "m" / "ns-gp", data_root=str(data), evaluate=False
+    )
+    assert manifest["training"]["model_args"]["batch_norm_in_d"] is False
+
+
+def test_checkpoints_without_model_args_still_export(tmp_path: Path, data: Path) -> None:
+    """Runs trained before checkpoints stored ``model_args`` rebuild as the trainer built them."""
+    run = train(
+        tmp_path / "run",
+        *("--dataset", "mnist", "--data-root", str(data), "--loss", "wgan-gp"),
+    )
+    ckpt = torch.load(run / "ckpt-latest.pt", weights_only=True)
+    ckpt.pop("model_args")
+    torch.save(ckpt, run / "ckpt-latest.pt")
+    manifest = export.export_run(
+        run, "old", tmp_path / "m" / "old", data_root=str(data), evaluate=False
+    )
+    assert manifest["training"]["model_args"]["batch_norm_in_d"] is False
+
+
+def test_rgb_folder_run_exports_with_evaluation(tmp_path: Path) -> None:
+    """Was: a folder: RGB run's export died in the evaluation unless --no-eval. The metrics need a
+    classifier that exists only for MNIST / Fashion-MNIST; the export must still succeed."""
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(80):
+        Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(images / f"{i}.png")
+    run = train(tmp_path / "run", "--dataset", f"folder:{images}", "--arch", "dcgan32")
+    manifest = export.export_run(run, "rgb", tmp_path / "m" / "rgb", evaluate=True)
+    assert manifest["image"]["channels"] == 3
+    assert read_manifest(tmp_path / "m" / "rgb").name == "rgb"
+
+
+def test_parity_failure_is_loud(packed) -> None:
+    run, out, _ = packed
+    r = export.load_run(run)
+    g, d, _ = export.rebuild_networks(r.args, r.state)
+    graph = DiscriminatorGraph(d, 2, False, (1, 28, 28)).eval()
     with torch.no_grad():
         next(g.parameters()).add_(0.5)  # torch now disagrees with the exported graph
     with pytest.raises(export.ParityError, match="disagree"):
-        export.check_parity(
-            g,
-            export.SingleImageScorer(d, 2).eval(),
-            out / "generator.onnx",
-            out / "discriminator.onnx",
-            cfg.z_dim,
-            None,
+        check_parity(
+            g, graph, out / "generator.onnx", out / "discriminator.onnx", r.args.z_dim, 0, None
         )
 
 
-def test_platt_fit_recovers_known_parameters():
+def test_platt_fit_recovers_known_parameters() -> None:
     rng = np.random.default_rng(0)
     logits = rng.normal(size=20000) * 3
     labels = (rng.random(20000) < 1 / (1 + np.exp(-(0.5 * logits - 1.0)))).astype(float)
-    a, b = export.fit_platt(logits, labels)
+    a, b = realness_fit.fit_platt(logits, labels)
     assert abs(a - 0.5) < 0.05 and abs(b + 1.0) < 0.08
 
 
-def test_cli_refuses_toy_runs_and_missing_runs(tmp_path):
+def test_ood_term_rejects_what_is_far_from_the_fit(packed) -> None:
+    """The Mahalanobis factor: held-out real images pay little, constant frames are driven to 0."""
+    _, out, manifest = packed
+    m = read_manifest(out)
+    d = ort.InferenceSession(str(out / "discriminator.onnx"), providers=["CPUExecutionProvider"])
+    constant = np.full((4, 1, 28, 28), 1.0, dtype=np.float32)  # all white
+    logits, ood = d.run(None, {"images": constant})
+    assert (ood > m.realness.ood.threshold + 3 * m.realness.ood.scale).all()
+    assert (m.realness.realness(logits, ood) < 0.05).all()
+    held = manifest["realness"]["ood"]["held_out_distance"]
+    assert held["median"] < m.realness.ood.threshold
+
+
+def test_classes_for_seeds_used_by_parity_inputs() -> None:
+    from training.onnx_export import generator_inputs
+
+    inputs = generator_inputs(10, 5, 8, 7)
+    np.testing.assert_array_equal(
+        inputs["class"], classes_for_seeds(np.arange(10, 15, dtype=np.uint64), 7)
+    )
+
+
+def test_cli_refuses_toy_runs_and_missing_runs(tmp_path: Path) -> None:
     r = subprocess.run(
         [
             sys.executable,

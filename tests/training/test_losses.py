@@ -9,7 +9,7 @@ import torch
 
 from training.config import TrainConfig
 from training.losses import LOSSES, get_loss, gradient_penalty, pack_samples
-from training.nets import build_networks
+from training.nets import ModelArgs, build_networks
 from training.trainer import GanTrainer
 
 REAL = torch.tensor([0.0, 2.0])
@@ -119,7 +119,7 @@ def test_pack_samples_shapes() -> None:
 def test_wgan_step_clips_critic_weights() -> None:
     torch.manual_seed(0)
     cfg = TrainConfig(dataset="ring8", arch="mlp", loss="wgan", width=4, batch_size=16)
-    G, D = build_networks("mlp", cfg.z_dim, cfg.width)
+    G, D = build_networks(ModelArgs("mlp", cfg.z_dim, cfg.width))
     trainer = GanTrainer(cfg, G, D, torch.device("cpu"))
     assert any(p.abs().max() > 0.01 for p in D.parameters())  # DCGAN init exceeds the clip
     trainer.step(lambda: torch.randn(16, 2))
@@ -129,7 +129,7 @@ def test_wgan_step_clips_critic_weights() -> None:
 def test_wgan_gp_step_reports_penalty_and_distance() -> None:
     torch.manual_seed(0)
     cfg = TrainConfig(dataset="ring8", arch="mlp", loss="wgan-gp", width=4, batch_size=16)
-    G, D = build_networks("mlp", cfg.z_dim, cfg.width)
+    G, D = build_networks(ModelArgs("mlp", cfg.z_dim, cfg.width))
     stats = GanTrainer(cfg, G, D, torch.device("cpu")).step(lambda: torch.randn(16, 2))
     assert {"gp", "w_distance", "d_loss", "g_loss"} <= set(stats)
     assert stats["w_distance"] == pytest.approx(stats["d_real"] - stats["d_fake"])

@@ -13,6 +13,12 @@ So the mapping is spelled out here, in integer arithmetic that any language can 
 
 Row ``i`` of ``latents(seed, n, ...)`` depends on ``seed + i`` alone, so image ``i`` of a request
 is the image of seed ``seed + i`` whatever else shares its batch.
+
+A class-conditional model given no class draws it from the seed too (``classes_for_seeds``), from
+a word the latent never uses, so the same seed is always the same image:
+
+    w      = splitmix64(splitmix64(seed) ^ 0x636C617373)  # "class" in ASCII
+    class  = ((w >> 32) * K) >> 32                         # K classes; Lemire's multiply-shift
 """
 
 from __future__ import annotations
@@ -20,11 +26,13 @@ from __future__ import annotations
 import numpy as np
 
 ALGORITHM = "splitmix64-boxmuller/1"
+CLASS_ALGORITHM = "splitmix64-class/1"
 SEED_MAX = 2**32 - 1
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
+_CLASS_SALT = np.uint64(0x636C617373)
 
 
 def _splitmix64(x: np.ndarray) -> np.ndarray:
@@ -65,3 +73,19 @@ def latents_for_seeds(seeds: np.ndarray, z_dim: int, truncation: float = 1.0) ->
     z[:, 0::2] = radius * np.cos(angle)
     z[:, 1::2] = radius * np.sin(angle)
     return (z[:, :z_dim] * truncation).astype(np.float32)
+
+
+def classes_for_seeds(seeds: np.ndarray, num_classes: int) -> np.ndarray:
+    """The class of each seed when a request names none: int64 in ``[0, num_classes)``.
+
+    ``(w >> 32) * K`` fits in 64 bits for any K below 2**32, and the top 32 bits of a SplitMix64
+    word are uniform, so every class is equally likely (within 2**-32) and neighbouring seeds are
+    independent of each other and of their latents.
+    """
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    seeds = np.asarray(seeds, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        words = _splitmix64(_splitmix64(seeds) ^ _CLASS_SALT)
+    top = words >> np.uint64(32)
+    return ((top * np.uint64(num_classes)) >> np.uint64(32)).astype(np.int64)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from service.manifest import ImageSpec, Manifest, ManifestError, RealnessSpec, read_manifest
+from contract.manifest import ImageSpec, Manifest, ManifestError, RealnessSpec, read_manifest
 
 
 @pytest.fixture

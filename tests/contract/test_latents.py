@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from service.latents import SEED_MAX, latents, latents_for_seeds
+from contract.latents import SEED_MAX, latents, latents_for_seeds
 
 MASK = (1 << 64) - 1
 GOLDEN = 0x9E3779B97F4A7C15
@@ -19,7 +19,7 @@ def _splitmix64(x: int) -> int:
 
 
 def _reference(seed: int, z_dim: int) -> list[float]:
-    """The algorithm as documented in service/latents.py, in plain Python integers and math."""
+    """The algorithm as documented in contract/latents.py, in plain Python integers and math."""
     h = _splitmix64(seed)
     out = []
     for m in range((z_dim + 1) // 2):
