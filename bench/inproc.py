@@ -36,9 +36,9 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
-from service.imaging import encode_png, uploads_to_pixels
 from contract.latents import latents_for_seeds
 from contract.manifest import Manifest, read_manifest
+from service.imaging import encode_png, uploads_to_pixels
 from service.model_store import _session_options
 
 BATCHES = (1, 8, 64, 256)

@@ -36,11 +36,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness as h
 import numpy as np
 
+from contract.latents import latents_for_seeds
 from service.engine import Engine
 from service.errors import json_response
 from service.http_app import create_app
 from service.imaging import encode_png
-from contract.latents import latents_for_seeds
 from service.metrics import GanMetrics
 from service.model_store import ModelStore
 from service.request_parsing import parse_generate

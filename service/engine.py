@@ -12,9 +12,9 @@ from functools import partial
 
 import numpy as np
 
+from contract.latents import latents_for_seeds
 from service.batcher import MicroBatcher
 from service.imaging import ImageRejected, uploads_to_pixels
-from contract.latents import latents_for_seeds
 from service.metrics import GanMetrics
 from service.model_store import LoadedModel, ModelStore
 from service.settings import Settings

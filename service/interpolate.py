@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from contract.latents import SEED_MAX, latents_for_seeds
 from service.errors import bad_request, invalid_field
 from service.imaging import encode_png, make_grid
-from contract.latents import SEED_MAX, latents_for_seeds
 from service.request_parsing import int_field, type_name
 
 FORMATS = {"png": "image/png", "gif": "image/gif", "webp": "image/webp"}

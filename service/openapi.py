@@ -18,8 +18,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service.interpolate import FORMATS, openapi_request_schema
 from contract.latents import SEED_MAX
+from service.interpolate import FORMATS, openapi_request_schema
 from service.settings import Settings
 
 JSON = "application/json"

@@ -16,8 +16,8 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
-from service.errors import bad_request, invalid_field, too_large
 from contract.latents import SEED_MAX
+from service.errors import bad_request, invalid_field, too_large
 
 # A generate request is ~100 bytes; anything near this is not a generate request.
 MAX_JSON_BYTES = 64 * 1024
