@@ -65,3 +65,21 @@ def latents_for_seeds(seeds: np.ndarray, z_dim: int, truncation: float = 1.0) ->
     z[:, 0::2] = radius * np.cos(angle)
     z[:, 1::2] = radius * np.sin(angle)
     return (z[:, :z_dim] * truncation).astype(np.float32)
+
+
+_CLASS_SALT = np.uint64(0x636C617373)  # "class" in ASCII: a stream apart from the latent words
+
+
+def classes_for_seeds(seeds: np.ndarray, num_classes: int) -> np.ndarray:
+    """The class of each seed when a request to a class-conditional model names none.
+
+    ``w = splitmix64(splitmix64(seed) ^ 0x636C617373)``, class ``((w >> 32) * K) >> 32``: the
+    salt keeps the class independent of the latent words of the same seed, and the multiply-shift
+    maps the top 32 bits onto ``0 .. K-1`` without the bias of ``w mod K`` toward small classes.
+    """
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    seeds = np.asarray(seeds, dtype=np.uint64)
+    w = _splitmix64(_splitmix64(seeds) ^ _CLASS_SALT)
+    with np.errstate(over="ignore"):
+        return (((w >> np.uint64(32)) * np.uint64(num_classes)) >> np.uint64(32)).astype(np.int64)

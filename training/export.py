@@ -362,11 +362,14 @@ def write_model_card(folder: Path, manifest: dict[str, Any], run_dir: Path) -> N
         "",
     ]
     if ev:
+        from training.metrics_text import render_report
+
         lines += [
-            "```json",
-            json.dumps(ev, indent=2),
+            "```text",
+            render_report(ev, f"models/{manifest['name']}"),
             "```",
             "",
+            "Every figure, per seed set, is under `evaluation` in model.json. "
             f"Rerun: `python -m training.metrics models/{manifest['name']} --write` (EVALUATION.md explains each figure).",
         ]
     else:
