@@ -65,7 +65,8 @@ class Run:
     class_names: list[str]
 
 
-# A folder dataset smaller than this cannot give both a feature Gaussian and a held-out threshold.
+# A folder dataset smaller than this cannot give both a feature Gaussian and a held-out threshold:
+# its realness keeps the logit factor alone (said in model.json).
 MIN_REAL_IMAGES = 64
 
 
@@ -152,9 +153,9 @@ def real_images(run: Run, data_root: str | None) -> RealImages:
         raise ValueError(f"realness calibration needs the run's real images: {e}") from None
     u8 = images.numpy()
     if len(u8) < MIN_REAL_IMAGES:
-        raise ValueError(
-            f"realness calibration needs at least {MIN_REAL_IMAGES} real images, {source} has {len(u8)}"
-        )
+        # Too few for a Gaussian of D's features: no OOD term, the logit calibrated on them all.
+        x = from_uint8(u8)
+        return RealImages(x[:0], x[:0], x, source)
     order = np.random.default_rng(0).permutation(len(u8))
     n_held = min(realness_fit.HELD_OUT_IMAGES, len(u8) // 4)
     n_cal = min(2000, len(u8) // 4)
@@ -321,11 +322,14 @@ def write_model_card(
         "",
     ]
     if ev:
+        from training.metrics_text import render_report
+
         lines += [
-            "```json",
-            json.dumps(ev, indent=2),
+            "```text",
+            render_report(ev, f"models/{manifest['name']}"),
             "```",
             "",
+            "Every figure, per seed set, is under `evaluation` in model.json. "
             f"Rerun: `python -m training.metrics models/{manifest['name']} --write` (EVALUATION.md explains each figure).",
         ]
     else:
@@ -335,19 +339,9 @@ def write_model_card(
     (folder / "README.md").write_text("\n".join(lines) + "\n")
 
 
-def evaluation(
-    run: Run, folder: Path, data_root: str | None, weak: Path | None, out: Path
-) -> dict[str, Any]:
-    """The quality report, or why there is none: the metrics' classifiers exist for IDX datasets."""
-    from training.idx import IDX_DATASETS
-
-    if run.cfg.dataset not in IDX_DATASETS:
-        reason = (
-            f"not evaluated: the quality metrics judge images with a classifier of the dataset, "
-            f"and there is none for {run.cfg.dataset!r} (only {', '.join(sorted(IDX_DATASETS))})"
-        )
-        print(f"export: {reason}", file=sys.stderr)
-        return {"skipped": reason}
+def evaluation(folder: Path, data_root: str | None, weak: Path | None, out: Path) -> dict[str, Any]:
+    """The quality report. For a dataset without a classifier (any image folder) it says which
+    figures it cannot compute and why, and the export goes on (training/metrics.py)."""
     from training.metrics import evaluate_model_dir
 
     return evaluate_model_dir(folder, data_root=data_root, weak=weak, display_path=str(out))
@@ -373,11 +367,18 @@ def export_run(
     shape = image_shape(args.arch, args.channels)
     graph = DiscriminatorGraph(d, args.pack, args.conditional, shape).eval()
     real = real_images(run, data_root)
-    ood = realness_fit.fit_ood(graph, real.fit, real.held_out)
+    ood = realness_fit.fit_ood(graph, real.fit, real.held_out) if len(real.fit) else None
     realness = realness_fit.fit_logit(
         run.cfg.loss, g, graph, real.calibration, args.z_dim, args.num_classes
     )
     realness["ood"] = ood
+    if ood is None:
+        realness["method"] = realness["method"].removesuffix("+ood")
+        realness["formula"] = "realness = sigmoid(a * logit + b)"
+        realness["ood_not_fitted"] = (
+            f"only {len(real.calibration)} real images; the out-of-distribution term needs "
+            f"{MIN_REAL_IMAGES}: this model's realness is D's verdict alone"
+        )
     realness["real_source"] = real.source
 
     # Build in a temp folder next to the target, then swap it in: a failed export leaves no half model.
@@ -394,12 +395,12 @@ def export_run(
             args.z_dim,
             args.num_classes,
             real.calibration,
-            ood_scale=ood["scale"],
+            ood_scale=ood["scale"] if ood else 1.0,
         )
         manifest = build_manifest(name, run, which_g, tmp, parity, realness)
         write_manifest(tmp, manifest)
         if evaluate:
-            manifest["evaluation"] = evaluation(run, tmp, data_root, weak, out)
+            manifest["evaluation"] = evaluation(tmp, data_root, weak, out)
             write_manifest(tmp, manifest)
         grid_request = write_sample_grid(
             tmp / "samples.png", tmp / "generator.onnx", args.z_dim, args.num_classes

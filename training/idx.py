@@ -42,16 +42,22 @@ def load_idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
-def load_split(
-    name: str, split: str = "train", root: Path | str | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Return ``(images (N, 28, 28) uint8, labels (N,) uint8)`` of ``mnist`` or ``fashion-mnist``."""
+def split_paths(name: str, split: str = "train", root: Path | str | None = None) -> list[Path]:
+    """The (images, labels) files of one split, whether or not they exist."""
     if name not in IDX_DATASETS:
         raise ValueError(f"unknown IDX dataset {name!r}; choose one of {sorted(IDX_DATASETS)}")
     if split not in _FILES:
         raise ValueError(f"unknown split {split!r}; choose 'train' or 'test'")
     folder = Path(root or DEFAULT_DATA_ROOT).resolve() / IDX_DATASETS[name]
-    paths = [folder / f for f in _FILES[split]]
+    return [folder / f for f in _FILES[split]]
+
+
+def load_split(
+    name: str, split: str = "train", root: Path | str | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(images (N, 28, 28) uint8, labels (N,) uint8)`` of ``mnist`` or ``fashion-mnist``."""
+    paths = split_paths(name, split, root)
+    folder = paths[0].parent
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise DatasetNotFound(

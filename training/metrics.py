@@ -1,29 +1,35 @@
-"""Honest quality figures for an exported model folder, measured with a frozen per-dataset classifier.
+"""Honest quality figures for an exported model folder, each beside the same figure for real data.
 
-    python -m training.metrics models/NAME [--n 10000] [--data-root DIR] [--write]
-                                           [--compare-weak models/WEAK]
+    python -m training.metrics models/NAME [--n 10000] [--seed-sets 0,2000000000] [--json]
+                                           [--data-root DIR] [--write] [--compare-weak models/WEAK]
 
-Generates ``n`` images from seeds ``0 .. n-1`` (``contract.latents``, so they are exactly the images
-the service serves for those seeds), quantises them to uint8 like the service does, and reports:
+Generates ``n`` images for each seed set (``contract.latents``, so they are exactly the images the
+service serves for those seeds; a class-conditional model gets class ``seed mod K``), quantises
+them to uint8 like the service does, and measures them in the 128-d feature space of a frozen
+per-dataset classifier against a random subset of the real training split (as many images):
 
-- class histogram under the classifier, which classes are missing or rare, KL(generated || real)
-  and the mean top-1 confidence;
-- FID_c and KID_c: Fréchet distance / kernel inception distance in the classifier's 128-d
-  penultimate feature space against the real test set, next to the floor (real train vs real test,
-  same sample size) and, with ``--compare-weak``, a ceiling (a deliberately weak model);
-- the discriminator as a realness scorer: ROC AUC of real test images against generated,
-  out-of-distribution (the other dataset) and uniform-noise images.
+- FID and KID, improved precision/recall (k=3), density/coverage (k=5), the class histogram's
+  KL, the mean top-1 confidence, a nearest-neighbour memorisation check against the whole
+  training split (pixel and feature space), and for conditional models class agreement;
+- each beside the same figures for real test images (the real-data reference) and for two
+  degradations of them (Gaussian blur sigma 1 px; random shifts/rotations), per seed set and as
+  mean and range, with the targets of issue 13 as ratios and pass/fail;
+- the realness battery: AUC and mean realness of real test images against all-black, all-white,
+  mid-grey, uniform noise, inverted, blurred (sigma 2) and the other dataset's images.
 
-Everything here is numpy + onnxruntime (no torch): the metric functions are pure and reusable,
-and ``evaluate_model_dir`` is what the exporter calls. ``--write`` stores the report under
-``evaluation`` in model.json and touches nothing else there (the ONNX sha256s stay as they are).
+A model without a classifier for its dataset or shape (e.g. a 3x32x32 folder model) gets a
+report that names each figure it lacks and why, plus pixel statistics and mean realness.
+
+Everything here is numpy + scipy + onnxruntime (no torch): the metric functions are pure and
+reusable, and ``evaluate_model_dir`` is what the exporter calls. ``--write`` stores the report
+under ``evaluation`` in model.json and touches nothing else there (the ONNX sha256s stay).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
-import hashlib
 import json
 import os
 import time
@@ -36,20 +42,40 @@ import numpy as np
 import onnxruntime as ort
 import scipy.linalg
 
-from contract.latents import latents
-from training.idx import load_split
+from contract import pixels
+from contract.files import sha256_file
+from contract.latents import classes_for_seeds, latents
+from contract.manifest import Manifest, read_manifest
+from contract.onnx_runtime import cpu_session
+from training.idx import CLASS_NAMES, IDX_DATASETS, load_split
+from training.metrics_text import render_report
+from training.neighbours import Manifold, nearest_sq_distances, precision_recall_density_coverage
+from training.reference_images import (
+    AFFINE_MAX_DEGREES,
+    AFFINE_MAX_SHIFT,
+    AFFINE_SEED,
+    BLUR_SIGMA,
+    REALNESS_BLUR_SIGMA,
+    constant_images,
+    gaussian_blur,
+    inverted,
+    random_affine,
+    uniform_noise_images,
+)
 
-METRICS_FORMAT = "gan-eval/1"
+METRICS_FORMAT = "gan-eval/2"
+CLASSIFIER_SHAPE = (1, 28, 28)
 CLASSIFIER_DIR = Path(__file__).resolve().parent / "classifiers"
 OOD_DATASET = {"mnist": "fashion-mnist", "fashion-mnist": "mnist"}
-CLASS_NAMES = {
-    "mnist": [str(i) for i in range(10)],
-    "fashion-mnist": [
-        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-    ],
-}  # fmt: skip
 ORT_THREADS = int(os.environ.get("GAN_EVAL_THREADS", "2"))  # the dev machines are shared
+# The second set starts far from the seeds users try and from the exporter's calibration latents
+# (1e9 ..): two independent samples of the generator, so the spread between them is visible.
+SEED_SETS = (0, 2_000_000_000)
+K_PRECISION_RECALL = 3  # Kynkäänniemi et al. 2019
+K_DENSITY_COVERAGE = 5  # Naeem et al. 2020
+MEMORISATION_PERCENTILE = 1.0
+REALNESS_AUC_TARGET = 0.99
+REALNESS_MEAN_TARGET = 0.05
 
 
 # --------------------------------------------------------------------------------------------
@@ -202,31 +228,21 @@ def roc_auc(positive: np.ndarray, negative: np.ndarray) -> float:
 # --------------------------------------------------------------------------------------------
 
 
-def to_uint8(x: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
-    """The contract's ``to_uint8``: clip(round((x - lo) * 255 / (hi - lo)), 0, 255)."""
-    lo, hi = value_range
-    return np.clip(np.round((x - lo) * 255.0 / (hi - lo)), 0, 255).astype(np.uint8)
-
-
 def from_uint8(u8: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
-    """The contract's upload path ``x = lo + u8 * (hi - lo) / 255``, as (N, 1, H, W) float32."""
-    lo, hi = value_range
-    x = lo + np.asarray(u8, dtype=np.float32) * np.float32((hi - lo) / 255.0)
-    return x.reshape(len(x), 1, *x.shape[-2:]).astype(np.float32)
+    """The contract's upload path (``contract.pixels``) as (N, C, H, W) float32; (N, H, W) grey
+    images get their channel axis."""
+    u8 = np.asarray(u8)
+    return pixels.from_uint8(u8[:, None] if u8.ndim == 3 else u8, value_range)
 
 
-def uniform_noise_images(n: int, seed: int = 0) -> np.ndarray:
-    """``n`` 28x28 uint8 images of i.i.d. uniform pixels: the easiest out-of-distribution case."""
-    return np.random.default_rng(seed).integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+def _pixels(u8: np.ndarray) -> np.ndarray:
+    """(N, C*H*W) float32 in [0, 1]: the space of the pixel-space nearest-neighbour check."""
+    return (np.asarray(u8, dtype=np.float32) / 255.0).reshape(len(u8), -1)
 
 
 # --------------------------------------------------------------------------------------------
 # ONNX helpers
 # --------------------------------------------------------------------------------------------
-
-
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _session(path: Path) -> ort.InferenceSession:
@@ -238,22 +254,19 @@ def _session(path: Path) -> ort.InferenceSession:
 @functools.lru_cache(maxsize=8)
 def _cached_session(path: str, _mtime_ns: int, _size: int) -> ort.InferenceSession:
     """Few threads: the evaluation shares machines with training."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = ORT_THREADS
-    options.inter_op_num_threads = 1
-    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    return cpu_session(path, ORT_THREADS)
 
 
 def run_batched(
-    path: Path, inputs: np.ndarray, input_name: str, outputs: list[str], batch: int = 500
+    path: Path, feeds: dict[str, np.ndarray], outputs: list[str], batch: int = 500
 ) -> list[np.ndarray]:
-    """Run an ONNX file over ``inputs`` in batches; returns each output concatenated."""
+    """Run an ONNX file over ``feeds`` (equal first axes) in batches; each output concatenated."""
     sess = _session(Path(path))
+    n = len(next(iter(feeds.values())))
     parts: list[list[np.ndarray]] = [[] for _ in outputs]
-    for i in range(0, len(inputs), batch):
-        for part, value in zip(
-            parts, sess.run(outputs, {input_name: inputs[i : i + batch]}), strict=True
-        ):
+    for i in range(0, n, batch):
+        values = sess.run(outputs, {name: v[i : i + batch] for name, v in feeds.items()})
+        for part, value in zip(parts, values, strict=True):
             part.append(value)
     return [np.concatenate(p) for p in parts]
 
@@ -270,7 +283,7 @@ def classifier_path(dataset: str) -> Path:
 def classify(dataset: str, images_u8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(logits (N,10), features (N,128))`` of uint8 images under the dataset's classifier."""
     x = from_uint8(images_u8, (-1.0, 1.0))  # the classifier's input is u8 / 127.5 - 1
-    logits, features = run_batched(classifier_path(dataset), x, "images", ["logits", "features"])
+    logits, features = run_batched(classifier_path(dataset), {"images": x}, ["logits", "features"])
     return logits, features
 
 
@@ -285,21 +298,33 @@ class ModelDir:
 
     path: Path
     manifest: dict[str, Any]
+    parsed: Manifest
 
     @property
     def dataset(self) -> str:
         dataset = self.manifest.get("training", {}).get("config", {}).get("dataset")
-        if dataset not in OOD_DATASET:
+        if not isinstance(dataset, str) or not dataset:
             raise ValueError(
-                f"{self.path}: training.config.dataset is {dataset!r}; "
-                f"metrics exist for {sorted(OOD_DATASET)}"
+                f"{self.path}: training.config.dataset is {dataset!r}; the evaluation needs to "
+                "know which real data the model imitates"
             )
         return dataset
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        image = self.manifest["image"]
+        return int(image["channels"]), int(image["height"]), int(image["width"])
 
     @property
     def value_range(self) -> tuple[float, float]:
         lo, hi = self.manifest["image"]["value_range"]
         return float(lo), float(hi)
+
+    @property
+    def class_names(self) -> list[str] | None:
+        """The classes of a class-conditional model (index = the generator's class input), else None."""
+        conditioning = self.manifest.get("conditioning")
+        return [str(c) for c in conditioning["classes"]] if conditioning else None
 
     def graph(self, role: str) -> tuple[Path, str, str]:
         """``(file, input name, output name)`` of ``generator`` or ``discriminator``."""
@@ -308,17 +333,16 @@ class ModelDir:
 
 
 def load_model_dir(path: Path | str, verify_sha256: bool = True) -> ModelDir:
-    """Read model.json and check that the ONNX files are the ones it describes.
+    """Read model.json through the contract's reader and check that the ONNX files are the ones
+    it describes.
 
     The hash check ties the figures to the exact bytes: an evaluation of a file that was
     re-exported but not re-hashed would describe a model nobody serves.
     """
     path = Path(path)
-    manifest = json.loads((path / "model.json").read_text())
-    model = ModelDir(path, manifest)
-    image = manifest["image"]
-    if (image["channels"], image["height"], image["width"]) != (1, 28, 28):
-        raise ValueError(f"{path}: the classifiers judge 1x28x28 images, got {image}")
+    parsed = read_manifest(path)
+    manifest = parsed.raw
+    model = ModelDir(path, manifest, parsed)
     for role in ("generator", "discriminator"):
         file, _, _ = model.graph(role)
         expected = manifest["onnx"][role].get("sha256")
@@ -327,52 +351,98 @@ def load_model_dir(path: Path | str, verify_sha256: bool = True) -> ModelDir:
     return model
 
 
+def balanced_classes(seeds: np.ndarray, num_classes: int) -> np.ndarray:
+    """The evaluation's class of seed s, ``s mod K``: every class exactly n/K times for n
+    consecutive seeds, so agreement is measured on equal footing per class. (The service's own
+    draw for requests without a class, ``classes_for_seeds``, is balanced only on average.)"""
+    return (np.asarray(seeds, dtype=np.uint64) % np.uint64(num_classes)).astype(np.int64)
+
+
 def generate_uint8(
-    model: ModelDir, n: int, seed: int = 0, truncation: float = 1.0, batch: int = 500
+    model: ModelDir,
+    n: int,
+    seed: int = 0,
+    truncation: float = 1.0,
+    classes: np.ndarray | None = None,
+    batch: int = 500,
 ) -> np.ndarray:
-    """Images of seeds ``seed .. seed+n-1`` as the service would serve them: (n, 28, 28) uint8."""
+    """Images of seeds ``seed .. seed+n-1`` as the service would serve them: (n, C, H, W) uint8.
+
+    A class-conditional model gets ``classes`` (int64, one per seed); without them it gets the
+    service's default draw, so the images are exactly what a request naming no class returns.
+    """
     file, input_name, output_name = model.graph("generator")
-    z = latents(seed, n, int(model.manifest["z_dim"]), truncation)
-    (images,) = run_batched(file, z, input_name, [output_name], batch)
-    return to_uint8(images, model.value_range).reshape(n, 28, 28)
+    feeds = {input_name: latents(seed, n, int(model.manifest["z_dim"]), truncation)}
+    names = model.class_names
+    if names is not None:
+        if classes is None:
+            classes = classes_for_seeds(np.arange(seed, seed + n, dtype=np.uint64), len(names))
+        assert model.parsed.conditioning is not None
+        feeds[model.parsed.conditioning.input] = np.asarray(classes, np.int64)
+    (images,) = run_batched(file, feeds, [output_name], batch)
+    return pixels.to_uint8(images, model.value_range).reshape(n, *model.image_shape)
 
 
-def realness_scores(model: ModelDir, images_u8: np.ndarray) -> np.ndarray:
-    """``a * logit + b`` of the manifest's realness calibration, in float64.
+def realness_scores(
+    model: ModelDir, images_u8: np.ndarray, classes: np.ndarray | None = None
+) -> np.ndarray:
+    """The score every realness figure ranks by: the log of the realness the service shows,
+    float64 (contract/realness.py: the D logit's factor times the out-of-distribution factor).
 
-    realness = sigmoid(a * logit + b) is a strictly increasing function of this score, so ROC
-    AUCs are identical; but sigmoid saturates to exactly 1.0 in floating point for a confident D,
-    which would turn a clean separation into ties. AUCs therefore use this score.
+    A class-conditional D gives one logit per class; with ``classes`` that column is scored,
+    without (an upload names no class) ``logsumexp_k - log K``, as the service does. Not the
+    realness itself, whose float64 rounds to exactly 0 or 1 for confident inputs, which would
+    turn a clean separation into ties in the AUCs; :func:`realness_from_score` gives the realness back.
     """
     file, input_name, output_name = model.graph("discriminator")
-    (logits,) = run_batched(
-        file, from_uint8(images_u8, model.value_range), input_name, [output_name]
-    )
-    cal = model.manifest.get("realness", {})
-    a, b = float(cal.get("a", 1.0)), float(cal.get("b", 0.0))
-    return a * logits.reshape(len(images_u8)).astype(np.float64) + b
+    x = from_uint8(images_u8, model.value_range)
+    spec = model.parsed.realness
+    names = [output_name] + ([spec.ood.output] if spec.ood is not None else [])
+    outputs = run_batched(file, {input_name: x}, names)
+    logits = outputs[0].astype(np.float64)
+    logits = logits.reshape(len(x)) if logits.ndim == 1 or logits.shape[1:] == (1,) else logits
+    return spec.log_realness(logits, outputs[1] if spec.ood is not None else None, classes)
 
 
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, dtype=np.float64)))  # no overflow warnings
+def realness_from_score(score: np.ndarray) -> np.ndarray:
+    """Realness in [0, 1] from :func:`realness_scores`."""
+    return np.exp(np.asarray(score, dtype=np.float64))
+
+
+def classifier_unavailable(model: ModelDir) -> str | None:
+    """Why the feature-space figures cannot be computed for ``model``, or None when they can."""
+    dataset = model.dataset
+    if dataset not in CLASS_NAMES:
+        return (
+            f"no classifier exists for dataset {dataset!r} (training/classifiers/ has "
+            f"{', '.join(sorted(CLASS_NAMES))}; train one with training.classifier)"
+        )
+    if model.image_shape != CLASSIFIER_SHAPE:
+        c, h, w = model.image_shape
+        return (
+            f"the {dataset} classifier judges 1x28x28 images and this model makes {c}x{h}x{w}; "
+            "the figures would need a classifier trained at that size"
+        )
+    return None
+
+
+def real_data_unavailable(model: ModelDir) -> str | None:
+    """Why real images of the model's kind cannot be read here, or None when they can."""
+    dataset = model.dataset
+    if dataset not in IDX_DATASETS:
+        return (
+            f"training.metrics reads real images only for {', '.join(sorted(IDX_DATASETS))} "
+            f"(IDX files); {dataset!r} is not one"
+        )
+    if model.image_shape != CLASSIFIER_SHAPE:
+        c, h, w = model.image_shape
+        return f"the {dataset} files hold 1x28x28 images and this model makes {c}x{h}x{w}"
+    return None
 
 
 # --------------------------------------------------------------------------------------------
 # Real-data reference (independent of the model: cached per process)
 # --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Reference:
-    """Real images and their classifier outputs; ``train_*`` is a subset the size of the fakes."""
-
-    test_u8: np.ndarray
-    test_labels: np.ndarray
-    test_logits: np.ndarray
-    test_features: np.ndarray
-    train_features: np.ndarray
-    ood_u8: np.ndarray
-    ood_dataset: str
 
 
 def _subset(n_total: int, n: int, seed: int) -> np.ndarray:
@@ -382,28 +452,468 @@ def _subset(n_total: int, n: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n_total, n, replace=False))
 
 
-@functools.lru_cache(maxsize=4)
-def real_reference(
-    dataset: str, n_fake: int, n_real: int = 10_000, data_root: str | None = None, seed: int = 0
-) -> Reference:
-    """Load and classify the real sets once per process (the exporter may evaluate many models).
+@dataclass(frozen=True)
+class Classified:
+    """A set of uint8 images with what the classifier says about them and, if known, their class.
 
-    The floor uses ``n_fake`` training images so that it carries the same finite-sample bias as
-    the model's own FID_c (FID is biased upwards, more so for small N).
+    ``classes``: the true labels of real images, the requested classes of a conditional
+    generator's images, None for an unconditional generator.
     """
+
+    u8: np.ndarray
+    logits: np.ndarray
+    features: np.ndarray
+    classes: np.ndarray | None
+
+    @classmethod
+    def of(cls, dataset: str, u8: np.ndarray, classes: np.ndarray | None) -> Classified:
+        logits, features = classify(dataset, u8)
+        return cls(u8, logits, features, classes)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The real data every candidate set is measured against, and the real candidate sets.
+
+    The reference is a random subset of the training split with as many images as each
+    generated set, so FID's finite-sample bias and the k-NN radii are the same for every
+    candidate. The real candidates are test images (held out: a degraded *training* image would
+    sit right next to its own original in the reference) and their degraded copies.
+    """
+
+    dataset: str
+    n: int
+    train: Classified  # the whole training split: the memorisation check's pool
+    train_pixels: np.ndarray
+    reference_index: np.ndarray
+    reference_features: np.ndarray
+    reference_stats: tuple[np.ndarray, np.ndarray]
+    reference_histogram: np.ndarray
+    manifold: Manifold
+    test_all: Classified  # the realness battery's positives
+    real_sets: dict[str, Classified]  # real_test, blur_sigma1, affine (same images, degraded)
+    memorisation_threshold: dict[str, float]  # 1st percentile of half A's NN distances
+    realness_negatives: dict[str, np.ndarray]  # what a realness score must rank below real
+    ood_dataset: str
+    real_figures: dict[str, dict[str, Any]]  # the real sets' figures, once per process
+    seconds: float
+
+
+def _nn_distances(
+    ref_pool: tuple[np.ndarray, np.ndarray], u8: np.ndarray, features: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Distances of each image to its nearest training image: pixel ([0, 1] pixels) and feature."""
+    pool_pixels, pool_features = ref_pool
+    pixel = np.sqrt(nearest_sq_distances(_pixels(u8), pool_pixels, dtype=np.float32))
+    feature = np.sqrt(nearest_sq_distances(features, pool_features))
+    return {"pixel": pixel, "feature": feature}
+
+
+@functools.lru_cache(maxsize=2)
+def real_reference(
+    dataset: str,
+    n: int,
+    n_real: int = 10_000,
+    data_root: str | None = None,
+    kid_subsets: int = 100,
+    kid_subset_size: int = 1000,
+    seed: int = 0,
+) -> Reference:
+    """Load, degrade and classify the real sets, and measure them, once per process (the exporter
+    may evaluate many models; the CLI evaluates several seed sets against the same reference)."""
+    start = time.perf_counter()
+    train_u8, train_labels = load_split(dataset, "train", data_root)
     test_u8, test_labels = load_split(dataset, "test", data_root)
     keep = _subset(len(test_u8), n_real, seed)
-    test_u8, test_labels = test_u8[keep], test_labels[keep]
-    train_u8, _ = load_split(dataset, "train", data_root)
-    train_u8 = train_u8[_subset(len(train_u8), n_fake, seed + 1)]
+    labels = test_labels[keep].astype(np.int64)
+    test_all = Classified.of(dataset, test_u8[keep][:, None], labels)
+    train = Classified.of(dataset, train_u8[:, None], train_labels.astype(np.int64))
+    reference_index = _subset(len(train_u8), n, seed + 1)
+    reference_features = train.features[reference_index]
+
+    # The real candidate: as many test images as generated ones (all of them at n >= n_real).
+    pick = _subset(len(test_all.u8), n, seed + 3)
+    test_u8_n, labels_n = test_all.u8[pick], labels[pick]
+    real_sets = {
+        "real_test": Classified(
+            test_u8_n, test_all.logits[pick], test_all.features[pick], labels_n
+        ),
+        "blur_sigma1": Classified.of(dataset, gaussian_blur(test_u8_n, BLUR_SIGMA), labels_n),
+        "affine": Classified.of(dataset, random_affine(test_u8_n), labels_n),
+    }
+    train_pixels = _pixels(train.u8)
+
+    # Memorisation rule: half A of the real test candidate sets the threshold, half B measures
+    # the real figure, so the real fraction is an honest held-out ~1%, not 1% by construction.
+    halves = np.random.default_rng(seed + 4).permutation(len(pick))
+    half_a, half_b = np.sort(halves[: len(pick) // 2]), np.sort(halves[len(pick) // 2 :])
+    pool = (train_pixels, train.features)
+    nn_a = _nn_distances(pool, test_u8_n[half_a], real_sets["real_test"].features[half_a])
+    threshold = {
+        space: float(np.percentile(d, MEMORISATION_PERCENTILE)) for space, d in nn_a.items()
+    }
+
     ood_dataset = OOD_DATASET[dataset]
     ood_u8, _ = load_split(ood_dataset, "test", data_root)
-    ood_u8 = ood_u8[_subset(len(ood_u8), n_real, seed + 2)]
-    test_logits, test_features = classify(dataset, test_u8)
-    _, train_features = classify(dataset, train_u8)
-    return Reference(
-        test_u8, test_labels, test_logits, test_features, train_features, ood_u8, ood_dataset
+    negatives = {
+        **trivial_images(CLASSIFIER_SHAPE, len(test_all.u8)),
+        "inverted_real": inverted(test_all.u8),
+        "real_blurred_sigma2": gaussian_blur(test_all.u8, REALNESS_BLUR_SIGMA),
+        "other_dataset": ood_u8[_subset(len(ood_u8), n_real, seed + 2)][:, None],
+    }
+    reference = Reference(
+        dataset=dataset,
+        n=n,
+        train=train,
+        train_pixels=train_pixels,
+        reference_index=reference_index,
+        reference_features=reference_features,
+        reference_stats=gaussian_stats(reference_features),
+        reference_histogram=class_histogram(train.logits[reference_index].argmax(axis=1)),
+        manifold=Manifold.of(reference_features, K_PRECISION_RECALL, K_DENSITY_COVERAGE),
+        test_all=test_all,
+        real_sets=real_sets,
+        memorisation_threshold=threshold,
+        realness_negatives=negatives,
+        ood_dataset=ood_dataset,
+        real_figures={},
+        seconds=0.0,
     )
+    for name, images in real_sets.items():
+        rows = half_b if name == "real_test" else None
+        reference.real_figures[name] = set_figures(
+            reference, images, kid_subsets, kid_subset_size, memorisation_rows=rows
+        )
+    return dataclasses.replace(reference, seconds=time.perf_counter() - start)
+
+
+# --------------------------------------------------------------------------------------------
+# Figures of one candidate set against the reference
+# --------------------------------------------------------------------------------------------
+
+
+def _r(x: float | None, digits: int = 6) -> float | None:
+    return None if x is None else float(round(float(x), digits))
+
+
+def _per_class_agreement(predicted: np.ndarray, classes: np.ndarray, k: int) -> list[float | None]:
+    return [
+        _r(float(np.mean(predicted[classes == c] == c)), 4) if np.any(classes == c) else None
+        for c in range(k)
+    ]
+
+
+def set_figures(
+    ref: Reference,
+    images: Classified,
+    kid_subsets: int,
+    kid_subset_size: int,
+    memorisation_rows: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Every quality figure of one candidate set, measured the same way for real and generated.
+
+    ``class_agreement``: the fraction of images the classifier puts in their class (the
+    requested one for a conditional generator, the label for real images: there it is the
+    classifier's accuracy). ``memorisation_rows`` restricts the memorisation figure to the real
+    test images that did not set its threshold.
+    """
+    names = CLASS_NAMES[ref.dataset]
+    predicted = images.logits.argmax(axis=1)
+    hist = class_histogram(predicted, len(names))
+    kid_mean, kid_std = kid(images.features, ref.reference_features, kid_subsets, kid_subset_size)
+    figures: dict[str, Any] = {
+        "n": len(images.u8),
+        "fid": _r(frechet_distance(*gaussian_stats(images.features), *ref.reference_stats), 4),
+        "kid": _r(kid_mean),
+        "kid_std": _r(kid_std),
+        **{
+            key: _r(value, 4)
+            for key, value in precision_recall_density_coverage(
+                ref.manifold, images.features, K_PRECISION_RECALL, K_DENSITY_COVERAGE
+            ).items()
+        },
+        "class_histogram": [_r(v, 4) for v in hist],
+        "kl_vs_reference_nats": _r(kl_divergence(hist, ref.reference_histogram)),
+        "missing_classes": [names[c] for c in range(len(names)) if hist[c] == 0],
+        "rare_classes": [
+            names[c] for c in range(len(names)) if 0 < hist[c] < 0.5 * ref.reference_histogram[c]
+        ],
+        "mean_top1_confidence": _r(mean_top1_confidence(images.logits), 4),
+        "class_agreement": None,
+        "class_agreement_per_class": None,
+    }
+    if images.classes is not None:
+        figures["class_agreement"] = _r(float(np.mean(predicted == images.classes)), 4)
+        figures["class_agreement_per_class"] = _per_class_agreement(
+            predicted, images.classes, len(names)
+        )
+    rows = np.arange(len(images.u8)) if memorisation_rows is None else memorisation_rows
+    distances = _nn_distances(
+        (ref.train_pixels, ref.train.features), images.u8[rows], images.features[rows]
+    )
+    figures["memorisation"] = {
+        space: {
+            "n": len(rows),
+            "fraction_closer_than_threshold": _r(
+                float(np.mean(d < ref.memorisation_threshold[space])), 5
+            ),
+            "threshold": _r(ref.memorisation_threshold[space], 4),
+            "median_nn_distance": _r(float(np.median(d)), 4),
+        }
+        for space, d in distances.items()
+    }
+    return figures
+
+
+def _aggregate(per_set: list[Any]) -> tuple[Any, Any]:
+    """(mean, [min, max]) over seed sets, field by field; non-numeric fields kept when equal."""
+    first = per_set[0]
+    if isinstance(first, dict):
+        pairs = {key: _aggregate([s[key] for s in per_set]) for key in first}
+        means = {key: pair[0] for key, pair in pairs.items()}
+        ranges = {key: pair[1] for key, pair in pairs.items() if pair[1] is not None}
+        return means, ranges or None
+    if isinstance(first, bool) or first is None or isinstance(first, str):
+        return (first if all(s == first for s in per_set) else None), None
+    if isinstance(first, int | float):
+        values = [float(s) for s in per_set]
+        return _r(float(np.mean(values))), [_r(min(values)), _r(max(values))]
+    if isinstance(first, list) and all(isinstance(v, str) for s in per_set for v in s):
+        return list(dict.fromkeys(v for s in per_set for v in s)), None  # e.g. missing in any set
+    if isinstance(first, list) and all(isinstance(v, int | float) for s in per_set for v in s):
+        return [_r(float(np.mean(col))) for col in zip(*per_set, strict=True)], None
+    return (first if all(s == first for s in per_set) else None), None
+
+
+# --------------------------------------------------------------------------------------------
+# Targets (issue 13)
+# --------------------------------------------------------------------------------------------
+
+
+def _ratio(value: float | None, reference: float | None) -> float | None:
+    if value is None or reference is None or reference == 0:
+        return None
+    return _r(value / reference, 4)
+
+
+def quality_targets(
+    generated: dict[str, Any], per_set: list[dict[str, Any]], real: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """One row per target: the generated figure (mean over seed sets), the real-data figure it
+    is judged against, their ratio and whether the target is met."""
+    rows: list[dict[str, Any]] = []
+
+    def add(
+        target: str, figure: str, reference: str, needed: str, passed: bool | None, **extra: Any
+    ) -> None:
+        value = _get(generated, figure)
+        reference_value = _get(real[reference], figure)
+        rows.append(
+            {
+                "target": target,
+                "figure": figure,
+                "value": value,
+                "per_set": [_get(s, figure) for s in per_set],
+                "reference": reference,
+                "reference_value": reference_value,
+                "ratio": _ratio(value, reference_value),
+                "needed": needed,
+                "pass": passed,
+                **extra,
+            }
+        )
+
+    def ratio_at_least(figure: str, factor: float) -> bool:
+        return _get(generated, figure) >= factor * _get(real["real_test"], figure)
+
+    fid = generated["fid"]
+    add(
+        "FID below the blur reference",
+        "fid",
+        "blur_sigma1",
+        "ratio < 1",
+        fid < real["blur_sigma1"]["fid"],
+    )
+    add(
+        "FID within 2x of the affine reference",
+        "fid",
+        "affine",
+        "ratio <= 2",
+        fid <= 2.0 * real["affine"]["fid"],
+    )
+    for figure, label, factor in (
+        ("precision", "precision", 0.85),
+        ("recall", "recall", 0.90),
+        ("density", "density", 0.75),
+        ("coverage", "coverage", 0.75),
+        ("mean_top1_confidence", "mean top-1 confidence", 0.95),
+    ):
+        add(
+            f"{label} >= {factor}x real",
+            figure,
+            "real_test",
+            f"ratio >= {factor}",
+            ratio_at_least(figure, factor),
+        )
+    if generated.get("class_agreement") is None:
+        add(
+            "class agreement >= 0.98x the classifier's accuracy on real test images",
+            "class_agreement",
+            "real_test",
+            "ratio >= 0.98",
+            None,
+            note="no requested class: an unconditional model (or classes the classifier lacks)",
+        )
+    else:
+        add(
+            "class agreement >= 0.98x the classifier's accuracy on real test images",
+            "class_agreement",
+            "real_test",
+            "ratio >= 0.98",
+            ratio_at_least("class_agreement", 0.98),
+        )
+    memo = "memorisation.pixel.fraction_closer_than_threshold"
+    gen_frac, real_frac = _get(generated, memo), _get(real["real_test"], memo)
+    n_gen = sum(s["memorisation"]["pixel"]["n"] for s in per_set)
+    n_real = real["real_test"]["memorisation"]["pixel"]["n"]
+    pooled = (gen_frac * n_gen + real_frac * n_real) / (n_gen + n_real)
+    se = float(np.sqrt(max(pooled * (1 - pooled), 0.0) * (1 / n_gen + 1 / n_real)))
+    add(
+        "memorisation (pixel space) no higher than real test images show",
+        memo,
+        "real_test",
+        "value <= reference + 2 SE",
+        gen_frac <= real_frac + 2 * se,
+        standard_error=_r(se, 5),
+    )
+    return rows
+
+
+def _get(figures: dict[str, Any], dotted: str) -> Any:
+    value: Any = figures
+    for key in dotted.split("."):
+        value = value[key]
+    return value
+
+
+# --------------------------------------------------------------------------------------------
+# Realness battery
+# --------------------------------------------------------------------------------------------
+
+
+def trivial_images(shape: tuple[int, int, int], n_noise: int) -> dict[str, np.ndarray]:
+    """Constant images are one image each (every copy would score the same); noise is ``n_noise``."""
+    return {
+        "all_black": constant_images(1, shape, 0),
+        "all_white": constant_images(1, shape, 255),
+        "mid_grey": constant_images(1, shape, 128),
+        "uniform_noise": uniform_noise_images(n_noise, shape, seed=0),
+    }
+
+
+def realness_report(
+    model: ModelDir,
+    generated: list[tuple[int, np.ndarray, np.ndarray | None]],
+    real_u8: np.ndarray | None,
+    real_labels: np.ndarray | None,
+    negatives: dict[str, np.ndarray],
+) -> dict[str, Any]:
+    """AUC (real test images positive) and mean realness of each negative set, with the targets
+    AUC >= 0.99 and mean realness <= 0.05; real-vs-generated per seed set, reported only.
+
+    Without real images (a dataset this module cannot read) only the mean realness of each set
+    is computed: an AUC needs positives.
+    """
+    real = None if real_u8 is None else realness_scores(model, real_u8)
+    sets: dict[str, Any] = {}
+    for name, images in negatives.items():
+        scores = realness_scores(model, images)
+        mean = float(realness_from_score(scores).mean())
+        entry: dict[str, Any] = {"n": len(images), "mean_realness": _r(mean, 4)}
+        if real is not None:
+            auc = roc_auc(real, scores)
+            entry["auc"] = _r(auc, 4)
+            entry["pass"] = bool(auc >= REALNESS_AUC_TARGET and mean <= REALNESS_MEAN_TARGET)
+        sets[name] = entry
+    # D judging (image, class) pairs: real images with their label, fakes with theirs.
+    real_given_class = None
+    if model.class_names is not None and real_u8 is not None and real_labels is not None:
+        real_given_class = realness_scores(model, real_u8, real_labels)
+    gen_rows = []
+    for seed, images, classes in generated:
+        scores = realness_scores(model, images)
+        row: dict[str, Any] = {
+            "seed": seed,
+            "mean_realness": _r(float(realness_from_score(scores).mean()), 4),
+        }
+        if real is not None:
+            row["auc"] = _r(roc_auc(real, scores), 4)
+        if real_given_class is not None and classes is not None:
+            fake_given_class = realness_scores(model, images, classes)
+            row["auc_given_class"] = _r(roc_auc(real_given_class, fake_given_class), 4)
+        gen_rows.append(row)
+    report: dict[str, Any] = {
+        "score": "realness_scores(): a * logit + b of the manifest's realness block",
+        "positives": None if real is None else f"{len(real)} real test images",
+        "targets": {
+            "auc_at_least": REALNESS_AUC_TARGET,
+            "mean_realness_at_most": REALNESS_MEAN_TARGET,
+        },
+        "sets": sets,
+        "generated": gen_rows,
+    }
+    if real is not None:
+        report["real_mean_realness"] = _r(float(realness_from_score(real).mean()), 4)
+        report["all_pass"] = all(entry["pass"] for entry in sets.values())
+    return report
+
+
+# --------------------------------------------------------------------------------------------
+# Without a classifier: what can be said from the pixels alone
+# --------------------------------------------------------------------------------------------
+
+
+def pixel_statistics(images_u8: np.ndarray, max_images: int = 2000) -> dict[str, Any]:
+    """Per-channel mean/std, saturation, and the nearest-other-image distance within the set.
+
+    The last is the one diversity signal that needs no real data: a collapsed generator repeats
+    itself, so its images sit (near) zero distance from one another.
+    """
+    x = np.asarray(images_u8, dtype=np.float64)
+    sample = images_u8[:max_images]
+    pixels = _pixels(sample).astype(np.float64)
+    norms = np.einsum("ij,ij->i", pixels, pixels)
+    sq = norms[:, None] + norms[None, :] - 2.0 * pixels @ pixels.T
+    np.fill_diagonal(sq, np.inf)
+    nearest = np.sqrt(np.maximum(sq.min(axis=1), 0.0))
+    return {
+        "n": len(images_u8),
+        "channel_mean": [_r(v, 3) for v in x.mean(axis=(0, 2, 3))],
+        "channel_std": [_r(v, 3) for v in x.std(axis=(0, 2, 3))],
+        "fraction_pixels_0": _r(float(np.mean(images_u8 == 0)), 4),
+        "fraction_pixels_255": _r(float(np.mean(images_u8 == 255)), 4),
+        "within_set_nn_distance": {
+            "n": len(sample),
+            "median": _r(float(np.median(nearest)), 4),
+            "fraction_duplicates": _r(float(np.mean(nearest == 0)), 4),
+        },
+    }
+
+
+FIGURES_NEEDING_A_CLASSIFIER = (
+    "fid",
+    "kid",
+    "precision",
+    "recall",
+    "density",
+    "coverage",
+    "class_histogram",
+    "kl_vs_reference_nats",
+    "mean_top1_confidence",
+    "class_agreement",
+    "memorisation.feature",
+)
+FIGURES_NEEDING_REAL_DATA = ("memorisation.pixel", "realness AUCs", "targets")
 
 
 # --------------------------------------------------------------------------------------------
@@ -411,99 +921,26 @@ def real_reference(
 # --------------------------------------------------------------------------------------------
 
 
-def _r(x: float, digits: int = 6) -> float:
-    return float(round(float(x), digits))
-
-
-def class_report(dataset: str, gen_logits: np.ndarray, ref: Reference) -> dict[str, Any]:
-    """Histogram, missing/rare classes, KL(generated || real), confidences.
-
-    Direction KL(generated || real): the real histogram (the classifier's predictions on the real
-    test set, so its own biases cancel) gives every class ~10%, so this direction is always
-    finite and needs no smoothing constant; it is 0 for a perfectly balanced mix and at most
-    log(1 / min real fraction) ~ 2.3 nats for a single-class collapse. The reverse, KL(real ||
-    generated), is infinite as soon as one class is missing, which says less than listing the
-    missing classes (done below) while making every such model incomparable.
-    """
-    names = CLASS_NAMES[dataset]
-    gen_hist = class_histogram(gen_logits.argmax(axis=1))
-    real_hist = class_histogram(ref.test_logits.argmax(axis=1))
-    rare = [names[c] for c in range(10) if 0 < gen_hist[c] < 0.5 * real_hist[c]]
-    return {
-        "class_names": names,
-        "generated_histogram": [_r(v, 4) for v in gen_hist],
-        "real_test_histogram": [_r(v, 4) for v in real_hist],
-        "all_classes_present": bool(np.all(gen_hist > 0)),
-        "missing_classes": [names[c] for c in range(10) if gen_hist[c] == 0],
-        "rare_classes": rare,  # present, but under half their real share
-        "kl_generated_real_nats": _r(kl_divergence(gen_hist, real_hist)),
-        "mean_top1_confidence": _r(mean_top1_confidence(gen_logits), 4),
-        "real_test_mean_top1_confidence": _r(mean_top1_confidence(ref.test_logits), 4),
-    }
-
-
-def feature_report(
-    gen_features: np.ndarray, ref: Reference, kid_subsets: int, kid_subset_size: int
-) -> dict[str, Any]:
-    """FID_c and KID_c of the fakes, and the same figures for real train vs real test (floor)."""
-    test_stats = gaussian_stats(ref.test_features)
-    kid_mean, kid_std = kid(gen_features, ref.test_features, kid_subsets, kid_subset_size)
-    floor_mean, _ = kid(ref.train_features, ref.test_features, kid_subsets, kid_subset_size)
-    return {
-        "fid_c": _r(frechet_distance(*gaussian_stats(gen_features), *test_stats), 4),
-        "fid_c_floor_real_train_vs_test": _r(
-            frechet_distance(*gaussian_stats(ref.train_features), *test_stats), 4
-        ),
-        "kid_c": _r(kid_mean),
-        "kid_c_std": _r(kid_std),
-        "kid_c_floor_real_train_vs_test": _r(floor_mean),
-        "kid_subsets": kid_subsets,
-        "kid_subset_size": min(kid_subset_size, len(gen_features), len(ref.test_features)),
-    }
-
-
-def realness_report(model: ModelDir, gen_u8: np.ndarray, ref: Reference) -> dict[str, Any]:
-    """ROC AUC of the realness score, real test images being the positives.
-
-    1.0: D ranks every real image above every image of the other set; 0.5: D cannot tell them
-    apart. For generated images 0.5 is the generator's success (or a D that learned nothing,
-    which the OOD and noise AUCs expose); for OOD and noise, near 1.0 is what a realness score
-    exposed to users needs.
-    """
-    real = realness_scores(model, ref.test_u8)
-    sets = {
-        "generated": realness_scores(model, gen_u8),
-        "ood": realness_scores(model, ref.ood_u8),
-        "noise": realness_scores(model, uniform_noise_images(len(ref.test_u8))),
-    }
-    report: dict[str, Any] = {"positives": "real test images", "ood_dataset": ref.ood_dataset}
-    for name, scores in sets.items():
-        report[f"auc_real_vs_{name}"] = _r(roc_auc(real, scores), 4)
-    report["mean_realness"] = {
-        name: _r(sigmoid(scores).mean(), 4) for name, scores in {"real": real, **sets}.items()
-    }
-    return report
-
-
 def ceiling_report(
     weak_path: Path | str,
-    dataset: str,
     ref: Reference,
     n: int,
     truncation: float,
     kid_subsets: int,
     kid_subset_size: int,
 ) -> dict[str, Any]:
-    """FID_c / KID_c of a deliberately weak model (e.g. an early checkpoint), as a ceiling."""
+    """FID / KID of a deliberately weak model (e.g. an early checkpoint), as a ceiling."""
     weak = load_model_dir(weak_path)
-    if weak.dataset != dataset:
-        raise ValueError(f"weak model {weak_path} is a {weak.dataset} model, not {dataset}")
-    _, features = classify(dataset, generate_uint8(weak, n, 0, truncation))
-    kid_mean, _ = kid(features, ref.test_features, kid_subsets, kid_subset_size)
+    if weak.dataset != ref.dataset:
+        raise ValueError(f"weak model {weak_path} is a {weak.dataset} model, not {ref.dataset}")
+    names = weak.class_names
+    classes = None if names is None else balanced_classes(np.arange(n), len(names))
+    _, features = classify(ref.dataset, generate_uint8(weak, n, 0, truncation, classes))
+    kid_mean, _ = kid(features, ref.reference_features, kid_subsets, kid_subset_size)
     return {
         "model": weak.manifest.get("name", Path(weak_path).name),
         "step": weak.manifest.get("training", {}).get("step"),
-        "fid_c": _r(fid_from_features(features, ref.test_features), 4),
+        "fid_c": _r(fid_from_features(features, ref.reference_features), 4),
         "kid_c": _r(kid_mean),
     }
 
@@ -518,55 +955,191 @@ def evaluate_model_dir(
     weak: Path | str | None = None,
     kid_subsets: int = 100,
     kid_subset_size: int = 1000,
+    seed_sets: tuple[int, ...] = SEED_SETS,
     display_path: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate one model folder; returns the JSON-ready report (see EVALUATION.md).
 
-    ``display_path`` is the folder named in the report's rerun command, for callers (the
-    exporter) that evaluate a temporary folder before moving it to its final place.
+    A model whose dataset has no classifier (or whose images are not 1x28x28) still gets a
+    report: ``not_computed`` names the missing figures and why, and ``sets`` holds what the
+    pixels alone say. ``display_path`` is the folder named in the report's rerun command, for
+    callers (the exporter) that evaluate a temporary folder before moving it to its final place.
     """
     start = time.perf_counter()
+    if n < 2 * K_DENSITY_COVERAGE or not seed_sets:
+        raise ValueError(f"need n >= {2 * K_DENSITY_COVERAGE} and at least one seed set")
     model = load_model_dir(path)
-    dataset = model.dataset
-    ref = real_reference(dataset, n, n_real, None if data_root is None else str(data_root))
-    gen_u8 = generate_uint8(model, n, 0, truncation)
-    gen_logits, gen_features = classify(dataset, gen_u8)
-    features = feature_report(gen_features, ref, kid_subsets, kid_subset_size)
-    if weak is not None:
-        features["ceiling_weak_model"] = ceiling_report(
-            weak, dataset, ref, n, truncation, kid_subsets, kid_subset_size
-        )
-    classifier = classifier_path(dataset)
-    return {
+    dataset, shape, names = model.dataset, model.image_shape, model.class_names
+    root = None if data_root is None else str(data_root)
+    generated = []
+    for seed in seed_sets:
+        seeds = np.arange(seed, seed + n, dtype=np.uint64)
+        classes = None if names is None else balanced_classes(seeds, len(names))
+        generated.append((seed, generate_uint8(model, n, seed, truncation, classes), classes))
+
+    c, h, w = shape
+    report: dict[str, Any] = {
         "format": METRICS_FORMAT,
         "dataset": dataset,
-        "generated": {"n": n, "seeds": [0, n - 1], "truncation": truncation, "as": "uint8"},
-        "real_test_images": len(ref.test_u8),
+        "image": f"{c}x{h}x{w}",
+        "generated": {
+            "n_per_set": n,
+            "seed_sets": [[seed, seed + n - 1] for seed in seed_sets],
+            "truncation": truncation,
+            "as": "uint8",
+            "classes": None
+            if names is None
+            else {"names": names, "rule": "class of seed s = s mod K (exactly balanced)"},
+        },
         "evaluated_sha256": {
             role: model.manifest["onnx"][role].get("sha256") or sha256_file(model.graph(role)[0])
             for role in ("generator", "discriminator")
         },
+    }
+    no_classifier, no_real_data = classifier_unavailable(model), real_data_unavailable(model)
+    if no_classifier or no_real_data:
+        reason = no_classifier or no_real_data
+        report["not_computed"] = [
+            {"figures": list(figures), "reason": why}
+            for figures, why in (
+                (FIGURES_NEEDING_A_CLASSIFIER, no_classifier),
+                (FIGURES_NEEDING_REAL_DATA, no_real_data),
+            )
+            if why
+        ]
+        report["note"] = f"only pixel statistics and mean realness: {reason}"
+        report["classifier"] = None
+        report["sets"] = {"generated": [pixel_statistics(u8) for _, u8, _ in generated]}
+        report["realness"] = realness_report(
+            model,
+            [(s, u8, None) for s, u8, _ in generated],
+            None,
+            None,
+            trivial_images(shape, 1000),
+        )
+    else:
+        report.update(
+            _full_evaluation(
+                model, generated, n, n_real, root, truncation, weak, kid_subsets, kid_subset_size
+            )
+        )
+    report["seconds"] = _r(time.perf_counter() - start, 1)
+    report["command"] = _command(
+        display_path or path,
+        n,
+        n_real,
+        data_root,
+        truncation,
+        weak,
+        kid_subsets,
+        kid_subset_size,
+        seed_sets,
+    )
+    return report
+
+
+def _full_evaluation(
+    model: ModelDir,
+    generated: list[tuple[int, np.ndarray, np.ndarray | None]],
+    n: int,
+    n_real: int,
+    data_root: str | None,
+    truncation: float,
+    weak: Path | str | None,
+    kid_subsets: int,
+    kid_subset_size: int,
+) -> dict[str, Any]:
+    dataset, names = model.dataset, model.class_names
+    classifier_classes = CLASS_NAMES[dataset]
+    not_computed: list[dict[str, Any]] = []
+    agreement_possible = names is None or len(names) == len(classifier_classes)
+    if not agreement_possible:
+        why = f"the model has {len(names or [])} classes, the {dataset} classifier {len(classifier_classes)}"
+        not_computed.append({"figures": ["class_agreement"], "reason": why})
+    ref = real_reference(dataset, n, n_real, data_root, kid_subsets, kid_subset_size)
+    per_set = []
+    for _, u8, classes in generated:
+        usable = classes if agreement_possible else None
+        per_set.append(
+            set_figures(ref, Classified.of(dataset, u8, usable), kid_subsets, kid_subset_size)
+        )
+    mean, ranges = _aggregate(per_set)
+    targets = quality_targets(mean, per_set, ref.real_figures)
+    classifier = classifier_path(dataset)
+    real_test = ref.real_figures["real_test"]
+    first = per_set[0]
+    features: dict[str, Any] = {
+        "fid_c": first["fid"],
+        "fid_c_floor_real_train_vs_test": real_test["fid"],
+        "kid_c": first["kid"],
+        "kid_c_std": first["kid_std"],
+        "kid_c_floor_real_train_vs_test": real_test["kid"],
+        "kid_subsets": kid_subsets,
+        "kid_subset_size": min(kid_subset_size, n, len(ref.reference_index)),
+    }
+    if weak is not None:
+        features["ceiling_weak_model"] = ceiling_report(
+            weak, ref, n, truncation, kid_subsets, kid_subset_size
+        )
+    accuracy = float(np.mean(ref.test_all.logits.argmax(axis=1) == ref.test_all.classes))
+    return {
         "classifier": {
             "file": f"training/classifiers/{classifier.name}",
             "sha256": sha256_file(classifier),
-            "accuracy_on_reference": _r(
-                float(np.mean(ref.test_logits.argmax(axis=1) == ref.test_labels)), 4
+            "class_names": classifier_classes,
+            "accuracy_on_real_test": _r(accuracy, 4),
+            "accuracy_on_reference": _r(accuracy, 4),  # gan-eval/1's name for the same figure
+        },
+        "not_computed": not_computed,
+        "sizes": {
+            "generated_per_set": n,
+            "reference_real_train": len(ref.reference_index),
+            "real_test": int(real_test["n"]),
+            "memorisation_pool_train": len(ref.train.u8),
+            "realness_real_test": len(ref.test_all.u8),
+        },
+        "references": {
+            "reference": "random subset of the training split, as many images as each generated set",
+            "real_test": "real test images (as many as each generated set), the real-data figure",
+            "blur_sigma1": f"the same test images, Gaussian blur sigma {BLUR_SIGMA} px",
+            "affine": (
+                f"the same test images, each rotated by U(-{AFFINE_MAX_DEGREES}, "
+                f"{AFFINE_MAX_DEGREES}) degrees about its centre and shifted by U(-{AFFINE_MAX_SHIFT}, "
+                f"{AFFINE_MAX_SHIFT}) px per axis (seed {AFFINE_SEED}, bilinear)"
+            ),
+            "memorisation": (
+                f"nearest of all {len(ref.train.u8)} training images; threshold = "
+                f"{MEMORISATION_PERCENTILE:g}st percentile of that distance over half of the real "
+                "test images, the real figure measured on the other half"
             ),
         },
-        "classes": class_report(dataset, gen_logits, ref),
+        "sets": {
+            "generated": per_set,
+            "generated_mean": mean,
+            "generated_range": ranges,
+            **ref.real_figures,
+        },
+        "summary": {"targets": targets, "all_pass": all(t["pass"] is not False for t in targets)},
+        "realness": {
+            **realness_report(
+                model, generated, ref.test_all.u8, ref.test_all.classes, ref.realness_negatives
+            ),
+            "other_dataset": ref.ood_dataset,
+        },
+        # gan-eval/1's blocks, for training.sweep and comparisons with older reports: seed set 0.
+        "classes": {
+            "class_names": classifier_classes,
+            "generated_histogram": first["class_histogram"],
+            "reference_histogram": [_r(v, 4) for v in ref.reference_histogram],
+            "all_classes_present": not first["missing_classes"],
+            "missing_classes": first["missing_classes"],
+            "rare_classes": first["rare_classes"],
+            "kl_generated_real_nats": first["kl_vs_reference_nats"],
+            "mean_top1_confidence": first["mean_top1_confidence"],
+            "real_test_mean_top1_confidence": real_test["mean_top1_confidence"],
+        },
         "features": features,
-        "realness": realness_report(model, gen_u8, ref),
-        "seconds": _r(time.perf_counter() - start, 1),
-        "command": _command(
-            display_path or path,
-            n,
-            n_real,
-            data_root,
-            truncation,
-            weak,
-            kid_subsets,
-            kid_subset_size,
-        ),
+        "seconds_real_reference": _r(ref.seconds, 1),
     }
 
 
@@ -579,6 +1152,7 @@ def _command(
     weak: Any,
     kid_subsets: int,
     kid_subset_size: int,
+    seed_sets: tuple[int, ...] = SEED_SETS,
 ) -> str:
     """The CLI line that reproduces a report (defaults left out)."""
     parts = ["python -m training.metrics", str(path), f"--n {n}"]
@@ -589,6 +1163,7 @@ def _command(
         "--compare-weak": (weak, None),
         "--kid-subsets": (kid_subsets, 100),
         "--kid-subset-size": (kid_subset_size, 1000),
+        "--seed-sets": (",".join(map(str, seed_sets)), ",".join(map(str, SEED_SETS))),
     }
     parts += [f"{flag} {value}" for flag, (value, default) in optional.items() if value != default]
     return " ".join(parts)
@@ -599,24 +1174,40 @@ def write_evaluation(path: Path | str, report: dict[str, Any]) -> None:
 
     Written to a temporary file and renamed, so a reader never sees half a manifest.
     """
-    manifest_path = Path(path) / "model.json"
-    manifest = json.loads(manifest_path.read_text())
+    from contract.manifest import write_manifest
+
+    manifest = dict(read_manifest(Path(path)).raw)
     manifest["evaluation"] = report
-    tmp = manifest_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
-    os.replace(tmp, manifest_path)
+    write_manifest(Path(path), manifest)
+
+
+def _seed_sets(text: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: comma-separated integers expected") from None
+    if not seeds or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: at least one seed, none negative")
+    return seeds
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", type=Path, help="model folder (model.json + ONNX files)")
-    parser.add_argument("--n", type=int, default=10_000, help="generated images (seeds 0..n-1)")
+    parser.add_argument("--n", type=int, default=10_000, help="generated images per seed set")
     parser.add_argument("--n-real", type=int, default=10_000, help="real test images used")
     parser.add_argument("--data-root", default=None, help="folder holding mnist/, fashion-mnist/")
     parser.add_argument("--truncation", type=float, default=1.0)
     parser.add_argument("--compare-weak", type=Path, default=None, help="weak model: FID ceiling")
     parser.add_argument("--kid-subsets", type=int, default=100)
     parser.add_argument("--kid-subset-size", type=int, default=1000)
+    parser.add_argument(
+        "--seed-sets",
+        type=_seed_sets,
+        default=SEED_SETS,
+        help="first seed of each generated set, comma-separated (default %(default)s)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the JSON report, not tables")
     parser.add_argument("--write", action="store_true", help="store under evaluation in model.json")
     args = parser.parse_args(argv)
     report = evaluate_model_dir(
@@ -628,8 +1219,12 @@ def main(argv: list[str] | None = None) -> int:
         weak=args.compare_weak,
         kid_subsets=args.kid_subsets,
         kid_subset_size=args.kid_subset_size,
+        seed_sets=args.seed_sets,
     )
-    print(json.dumps(report, indent=2, ensure_ascii=False))
+    if args.json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        print(render_report(report, name=str(args.model)))
     if args.write:
         write_evaluation(args.model, report)
     return 0

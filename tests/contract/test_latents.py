@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from contract.latents import SEED_MAX, latents, latents_for_seeds
+from contract.latents import SEED_MAX, classes_for_seeds, latents, latents_for_seeds
 
 MASK = (1 << 64) - 1
 GOLDEN = 0x9E3779B97F4A7C15
@@ -83,3 +83,23 @@ def test_truncation_scales_towards_the_mean():
 def test_rejects_bad_arguments(kwargs):
     with pytest.raises(ValueError):
         latents(**kwargs)
+
+
+def _reference_class(seed: int, num_classes: int) -> int:
+    """The documented class rule in plain Python integers."""
+    w = _splitmix64(_splitmix64(seed) ^ 0x636C617373)
+    return ((w >> 32) * num_classes) >> 32
+
+
+@pytest.mark.parametrize("num_classes", [1, 3, 10, 1000])
+def test_classes_for_seeds_matches_the_documented_rule(num_classes):
+    seeds = np.array([0, 1, 42, 2**31, SEED_MAX, SEED_MAX + 63], dtype=np.uint64)
+    got = classes_for_seeds(seeds, num_classes)
+    assert got.dtype == np.int64
+    assert got.tolist() == [_reference_class(int(s), num_classes) for s in seeds]
+
+
+def test_classes_for_seeds_are_balanced():
+    counts = np.bincount(classes_for_seeds(np.arange(50_000, dtype=np.uint64), 10), minlength=10)
+    # 5,000 expected per class, binomial sd ~ 67: 5 sd bounds.
+    assert counts.min() > 5000 - 335 and counts.max() < 5000 + 335

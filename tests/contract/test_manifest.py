@@ -29,7 +29,7 @@ def test_reads_the_fixture(tiny_models_dir: Path) -> None:
 @pytest.mark.parametrize(
     ("path", "value", "message"),
     [
-        (("format",), "gan-model/2", "format"),
+        (("format",), "gan-model/3", "format"),
         (("z_dim",), 0, "z_dim"),
         (("z_dim",), "8", "z_dim"),
         (("image", "channels"), 2, "image.channels"),
@@ -87,3 +87,78 @@ def test_realness_is_a_stable_sigmoid() -> None:
     r = spec.realness(logits)
     assert r[0] == 0.0 and r[2] == 1.0
     assert r[1] == pytest.approx(0.5)
+
+
+def _v2(raw: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    data = copy.deepcopy(raw)
+    data["format"] = "gan-model/2"
+    data["conditioning"] = {"classes": ["cat", "dog", "owl"], "input": "class"}
+    data["realness"]["ood"] = {"output": "ood", "threshold": 20.0, "scale": 2.0}
+    data.update(extra)
+    return data
+
+
+def test_format_2_reads_conditioning_and_the_ood_term(raw: dict[str, Any]) -> None:
+    m = Manifest.from_dict(_v2(raw))
+    assert m.conditioning is not None and m.conditioning.classes == ("cat", "dog", "owl")
+    assert m.conditioning.index("dog") == 1 and m.conditioning.index(2) == 2
+    for bad in ("horse", 3, -1, True):
+        with pytest.raises(KeyError):
+            m.conditioning.index(bad)  # type: ignore[arg-type]
+    assert m.realness.ood is not None and m.realness.ood.output == "ood"
+    # In distribution the OOD factor is ~1; three scales past the threshold it is ~0.047.
+    near, far = m.realness.realness(np.array([1e4, 1e4]), np.array([0.0, 26.0]))
+    assert near == pytest.approx(1.0, abs=1e-4) and far == pytest.approx(0.0474, abs=1e-3)
+    with pytest.raises(ValueError, match="ood"):
+        m.realness.realness(np.array([0.0]))  # the term is part of the contract once declared
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        (("conditioning", "classes"), ["only"], "conditioning.classes"),
+        (("conditioning", "classes"), ["a", "a"], "conditioning.classes"),
+        (("conditioning", "input"), 3, "conditioning.input"),
+        (("conditioning", "without_class"), "mod-k", "conditioning.without_class"),
+        (("realness", "ood", "scale"), 0.0, "realness.ood"),
+        (("realness", "ood", "threshold"), "x", "realness.ood.threshold"),
+    ],
+)
+def test_format_2_violations_name_the_field(
+    raw: dict[str, Any], path: tuple[str, ...], value: object, message: str
+) -> None:
+    data = _v2(raw)
+    target = data
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    with pytest.raises(ManifestError, match=message.replace(".", r"\.")):
+        Manifest.from_dict(data)
+
+
+def test_format_1_ignores_keys_it_did_not_have(raw: dict[str, Any]) -> None:
+    """Bundled format-1 models load unchanged: a stray key of format 2 does not change them."""
+    data = _v2(raw)
+    data["format"] = "gan-model/1"
+    m = Manifest.from_dict(data)
+    assert m.conditioning is None and m.realness.ood is None
+
+
+def test_write_manifest_validates_and_round_trips(raw: dict[str, Any], tmp_path: Path) -> None:
+    from contract.manifest import write_manifest
+
+    data = _v2(raw)
+    written = write_manifest(tmp_path, data)
+    assert (
+        read_manifest(tmp_path) == written
+        and json.loads((tmp_path / "model.json").read_text()) == data
+    )
+    bad = _v2(raw)
+    bad["z_dim"] = 0
+    with pytest.raises(ManifestError, match="z_dim"):
+        write_manifest(tmp_path / "nowhere", bad)
+    assert not (tmp_path / "nowhere").exists()
+    nan = _v2(raw)
+    nan["evaluation"] = {"fid": float("nan")}
+    with pytest.raises(ValueError):
+        write_manifest(tmp_path, nan)  # NaN is not JSON: a reader would choke on it
