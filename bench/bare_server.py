@@ -18,9 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import uvicorn
 
-from service.engine import Engine
-from service.http_app import create_app
-from service.metrics import GanMetrics
+from service.app import build_app
 from service.model_store import ModelStore
 from service.settings import Settings
 
@@ -31,8 +29,7 @@ def main() -> None:
     args = ap.parse_args()
     settings = Settings.from_env()
     store = ModelStore.load(settings)
-    metrics = GanMetrics(settings.max_batch_size)
-    app = create_app(lambda: Engine(settings, store, metrics))
+    app = build_app(settings, store)
     uvicorn.run(
         app,
         host="127.0.0.1",

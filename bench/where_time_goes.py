@@ -37,11 +37,9 @@ import harness as h
 import numpy as np
 
 from contract.latents import latents_for_seeds
-from service.engine import Engine
+from service.app import build_app
 from service.errors import json_response
-from service.http_app import create_app
 from service.imaging import encode_png
-from service.metrics import GanMetrics
 from service.model_store import ModelStore
 from service.request_parsing import parse_generate
 from service.settings import Settings
@@ -73,11 +71,12 @@ def stages(store: ModelStore, quick: bool) -> list[dict[str, Any]]:
         out.append({"stage": stage, "us": round(us, 1), "note": note})
         print(f"  {stage:48s} {us:9.1f} us  {note}", file=sys.stderr)
 
+    settings = Settings.from_env()
     body1 = b'{"seed": 12345, "n": 1}'
     body16 = b'{"seed": 12345, "n": 16}'
     add(
         "JSON request parsing (parse_generate)",
-        best_us(lambda: parse_generate(body1, 64), reps=reps),
+        best_us(lambda: parse_generate(body1, settings), reps=reps),
     )
     for b in (1, 64):
         seeds = np.arange(b, dtype=np.uint64)
@@ -145,8 +144,7 @@ def asgi_app_costs(
     store: ModelStore, body: bytes, quick: bool
 ) -> tuple[dict[str, float], dict[str, float]]:
     settings = Settings.from_env()
-    metrics = GanMetrics(settings.max_batch_size, registry=_fresh_registry())
-    app = create_app(lambda: Engine(settings, store, metrics))
+    app = build_app(settings, store, registry=_fresh_registry())
     scope_base = {
         "type": "http",
         "asgi": {"version": "3.0"},

@@ -18,15 +18,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from typing import Any
+from collections.abc import Callable, Iterable
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from service.asgi import ASGIApp, Receive, Scope, Send
+from service.errors import ApiError, send_error
 
 HEALTH_PATHS = frozenset({"/livez", "/healthz", "/readyz"})
 METRICS_PATH = "/metrics"
@@ -108,18 +103,7 @@ async def _send_401(send: Send, reason: str) -> None:
         if reason == "missing"
         else "invalid API key"
     )
-    body = json.dumps(
-        {"error": message, "reason": "unauthorized", "field": None}, separators=(",", ":")
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 401,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"www-authenticate", b'Bearer realm="gan-service"'),
-            ],
-        }
+    error = ApiError(
+        401, "unauthorized", message, headers={"www-authenticate": 'Bearer realm="gan-service"'}
     )
-    await send({"type": "http.response.body", "body": body})
+    await send_error(send, error)

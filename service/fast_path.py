@@ -1,128 +1,115 @@
-"""The fast path: our API routes go straight to our Starlette app, around BentoML's middlewares.
+"""The front door: every request meets our dispatcher before any of BentoML's middlewares.
 
-Why (BENCHMARKS.md, "Where the time goes"): BentoML 1.4 runs every request through its own
-middleware stack (request metrics in Prometheus multiprocess mode, OpenTelemetry's URL check,
-``TimeoutMiddleware`` with a task and a 60 s timer per request, a request context) before our
-routes see it. For ``/generate`` n=1 that was about half of the server's CPU per request: the same
-app under plain uvicorn served ~1.9x the requests per second. Everything those middlewares give
-our routes we already do ourselves: the request time limit (``limits.py``), API keys
-(``auth.py``), and the per-route request metrics below. So a thin dispatcher sits in front of
-BentoML's app: ``HOT_PATHS`` go to our app directly, every other request (``/livez``,
-``/readyz``, ``/metrics``, ``/docs.json``, the web page) and the ASGI lifespan (which starts our
-app through BentoML's mount) go through BentoML unchanged.
+BentoML's own paths (``/livez``, ``/healthz``, ``/readyz``, ``/metrics``, ``/docs.json``, its index
+and static files) go to BentoML's app (behind the API key when one is set); everything else goes
+straight to ours (``service/app.py``), which answers its routes and a JSON 404 for any other path.
+Two reasons:
+
+- Bounded metrics (docs/reliability.md): BentoML's request metrics label every URL path, so
+  requests to made-up paths grew ``/metrics`` (and each worker's memory) without bound, before
+  any API key check. Only the fixed set of BentoML's own paths reaches them now.
+- Speed (BENCHMARKS.md, "Where the time goes"): BentoML 1.4 runs every request through its own
+  stack (Prometheus request metrics, OpenTelemetry's URL check, ``TimeoutMiddleware`` with a task
+  and a 60 s timer per request, a request context). For ``/generate`` n=1 that was about half of
+  the server's CPU per request. Our app does what those give our routes itself (time limit, API
+  key, per-route metrics). With ``fast=False`` (``GAN_FAST_PATH=false``, or tracing or the
+  access log on, which live in that stack) the API routes go through BentoML again.
+
+The ASGI lifespan goes to BentoML unchanged (it starts our app through BentoML's mount).
 
 How it is hooked: BentoML builds the worker's ASGI app with ``ServiceAppFactory.__call__``
-(``Service.to_asgi``); ``install`` wraps that one method for our service only. BentoML is pinned
-(``bentoml==1.4.40``); if the method is not there, the service logs a warning and runs without the
-fast path (same answers, slower), and ``GAN_FAST_PATH=false`` turns it off on purpose.
+(``Service.to_asgi``); ``install_front_door`` wraps that one method for our service only.
+BentoML is pinned (``bentoml==1.4.40``); if the method is not there, the service logs a warning
+and runs without the front door (same answers, slower, unknown paths labelled by BentoML).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
-from service.auth import ASGIApp, Message, Receive, Scope, Send
-from service.metrics import GanMetrics
+from service import api
+from service.asgi import ASGIApp, Receive, Scope, Send
 
 log = logging.getLogger("gan.fast_path")
 
-HOT_PATHS = frozenset({"/generate", "/generate_grid", "/score", "/interpolate", "/models"})
+# BentoML's routes in a worker of our service (_bentoml_impl/server/app.py, base_app.py).
+BENTO_ROUTES = frozenset(
+    {"/livez", "/healthz", "/readyz", "/metrics", "/docs.json", "/schema.json", "/"}
+)
 
 
-class RequestMetrics:
-    """``gan_http_requests_total`` / ``_seconds`` / ``_in_progress``, label children cached."""
-
-    def __init__(self, metrics: GanMetrics) -> None:
-        self._metrics = metrics
-        self._children: dict[tuple[int, str, str], Any] = {}
-
-    def _child(self, metric: Any, endpoint: str, code: str = "") -> Any:
-        # .labels() takes a lock and builds a key on every call: too dear per request
-        key = (id(metric), endpoint, code)
-        child = self._children.get(key)
-        if child is None:
-            labels = {"endpoint": endpoint, **({"code": code} if code else {})}
-            child = self._children[key] = metric.labels(**labels)
-        return child
-
-    def in_progress(self, endpoint: str) -> Any:
-        return self._child(self._metrics.http_requests_in_progress, endpoint)
-
-    def observe(self, endpoint: str, status: int, seconds: float) -> None:
-        self._child(self._metrics.http_requests, endpoint, str(status)).inc()
-        self._child(self._metrics.http_request_seconds, endpoint).observe(seconds)
+def bento_static_paths() -> frozenset[str]:
+    """The files BentoML's index page loads (``/static_content/...``, ``/assets/...``): exact
+    paths, so a made-up one under those prefixes is ours (a JSON 404), not a new label."""
+    found: set[str] = set()
+    try:
+        import _bentoml_impl.server as impl
+        import bentoml._internal.server as internal
+    except ImportError:
+        return frozenset()
+    for prefix, folder in (
+        ("/assets", Path(impl.__file__).parent / "assets"),
+        ("/static_content", Path(internal.__file__).parent / "static_content"),
+    ):
+        if folder.is_dir():
+            found.update(
+                f"{prefix}/{p.relative_to(folder).as_posix()}"
+                for p in folder.rglob("*")
+                if p.is_file()
+            )
+    return frozenset(found)
 
 
-class FastPath:
-    """ASGI dispatcher: ``paths`` to ``ours`` (timed and counted), the rest to ``bento``."""
+class FrontDoor:
+    """ASGI dispatcher: BentoML's paths to ``bento``, the rest to ``ours``."""
 
     def __init__(
         self,
         bento: ASGIApp,
         ours: ASGIApp,
-        paths: frozenset[str] = HOT_PATHS,
-        metrics: Callable[[], GanMetrics | None] = lambda: None,
+        *,
+        fast: bool = True,
+        bento_paths: Iterable[str] = BENTO_ROUTES,
+        guard: Callable[[ASGIApp], ASGIApp] | None = None,
+        metrics_path_app: Callable[[ASGIApp], ASGIApp] | None = None,
     ) -> None:
-        self.bento, self.ours, self.paths = bento, ours, paths
-        self._metrics_source = metrics
-        self._request_metrics: RequestMetrics | None = None
-
-    def _recorder(self) -> RequestMetrics | None:
-        # The metrics object is built in the worker's service __init__, after this app exists.
-        if self._request_metrics is None and (m := self._metrics_source()) is not None:
-            self._request_metrics = RequestMetrics(m)
-        return self._request_metrics
+        self.lifespan_app = bento
+        guarded = guard(bento) if guard is not None else bento
+        self.bento = guarded
+        self.metrics_app = metrics_path_app(guarded) if metrics_path_app is not None else guarded
+        self.ours = ours
+        self.to_bento = frozenset(bento_paths) | (frozenset() if fast else api.ROUTE_PATHS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "") if scope["type"] == "http" else ""
-        if path not in self.paths:
-            await self.bento(scope, receive, send)
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self.lifespan_app(scope, receive, send)
             return
-        recorder = self._recorder()
-        if recorder is None:
-            await self.ours(scope, receive, send)
+        path = scope.get("path", "")
+        if kind != "http" or path in self.to_bento:
+            await (self.metrics_app if path == "/metrics" else self.bento)(scope, receive, send)
             return
-        status = 500  # what the client sees if the app raises before it answers
-        t0 = time.perf_counter()
-
-        async def send_recording(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        endpoint = path[1:]
-        in_progress = recorder.in_progress(endpoint)
-        in_progress.inc()
-        try:
-            await self.ours(scope, receive, send_recording)
-        finally:
-            in_progress.dec()
-            recorder.observe(endpoint, status, time.perf_counter() - t0)
+        await self.ours(scope, receive, send)
 
 
-# id(service) -> (our app, hot paths, metrics source); read by the wrapped factory method.
-_HOOKED: dict[int, tuple[ASGIApp, frozenset[str], Callable[[], GanMetrics | None]]] = {}
+# id(service) -> what the wrapped factory method needs to build the front door
+_HOOKED: dict[int, dict[str, Any]] = {}
 
 
-def install_fast_path(
-    service: Any,
-    ours: ASGIApp,
-    metrics: Callable[[], GanMetrics | None],
-    paths: frozenset[str] = HOT_PATHS,
-) -> bool:
-    """Make ``service.to_asgi()`` return ``FastPath(BentoML's app, ours)``. True when hooked."""
+def install_front_door(service: Any, ours: ASGIApp, **options: Any) -> bool:
+    """Make ``service.to_asgi()`` return ``FrontDoor(BentoML's app, ours, **options)``.
+    True when hooked."""
     try:
         from _bentoml_impl.server.app import ServiceAppFactory
     except ImportError as exc:
-        log.warning("fast path off: BentoML's ServiceAppFactory not found (%s)", exc)
+        log.warning("front door off: BentoML's ServiceAppFactory not found (%s)", exc)
         return False
     original = ServiceAppFactory.__call__
-    if not getattr(original, "_gan_fast_path", False):
+    if not getattr(original, "_gan_front_door", False):
 
         @functools.wraps(original)
         def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -130,10 +117,9 @@ def install_fast_path(
             hooked = _HOOKED.get(id(self.service))
             if hooked is None:
                 return app
-            ours, paths, metrics = hooked
-            return FastPath(app, ours, paths, metrics)
+            return FrontDoor(app, hooked["ours"], **hooked["options"])
 
-        __call__._gan_fast_path = True  # type: ignore[attr-defined]
+        __call__._gan_front_door = True  # type: ignore[attr-defined]
         ServiceAppFactory.__call__ = __call__
-    _HOOKED[id(service)] = (ours, paths, metrics)
+    _HOOKED[id(service)] = {"ours": ours, "options": options}
     return True

@@ -1,4 +1,4 @@
-"""The public HTTP API as a plain Starlette app, mounted into the BentoML service (service.py).
+"""The public HTTP API's handlers: plain Starlette routes (``service/app.py`` assembles the app).
 
 Why Starlette routes and not ``@bentoml.api``: measured on the 2-core dev box (service/README.md),
 a trivial JSON echo served through ``@bentoml.api`` ran at ~1.1k req/s and 0.72 ms p50 against
@@ -12,36 +12,29 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 
 import numpy as np
-from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
+from service import api
+from service.api import FORMATS, MAX_JSON_BYTES
 from service.engine import Engine, UploadRejected
 from service.errors import (
-    INTERNAL_ERROR_BODY,
+    INTERNAL_ERROR,
     ApiError,
+    error_body,
     error_response,
     json_response,
     unknown_model,
 )
 from service.imaging import encode_png, make_grid
-from service.interpolate import (
-    FORMATS,
-    check_budget,
-    filename,
-    parse_interpolate,
-    render,
-    walk_latents,
-)
+from service.interpolate import check_budget, filename, parse_interpolate, render, walk_latents
 from service.model_store import UnknownModelError
-from service.request_parsing import MAX_JSON_BYTES, parse_generate, read_body, read_score_form
-from service.ui import ui_routes
+from service.request_parsing import parse_generate, read_body, read_score_form
 
 log = logging.getLogger("gan.http")
 
@@ -56,8 +49,14 @@ def _engine(request: Request) -> Engine:
     return engine
 
 
+HANDLERS: dict[str, Handler] = {}
+
+
 def _endpoint(name: str) -> Callable[[Handler], Handler]:
-    """Turn every failure into a JSON error and count it; only real bugs become 500s."""
+    """The handler of route ``name`` (api.ROUTES): every failure becomes a JSON error and is
+    counted; only real bugs become 500s."""
+    if name not in api.ROUTES_BY_NAME:
+        raise ValueError(f"no route {name!r} in service/api.py")
 
     def wrap(handler: Handler) -> Handler:
         async def endpoint(request: Request) -> Response:
@@ -77,10 +76,11 @@ def _endpoint(name: str) -> Callable[[Handler], Handler]:
             except Exception:
                 log.exception("unexpected error in %s", name)
                 _engine(request).metrics.request_errors.labels(name, "internal").inc()
-                return json_response(INTERNAL_ERROR_BODY, 500)
+                return error_response(INTERNAL_ERROR)
             _engine(request).metrics.request_errors.labels(name, error.reason).inc()
             return error_response(error)
 
+        HANDLERS[name] = endpoint
         return endpoint
 
     return wrap
@@ -93,7 +93,7 @@ def _png_all(pixels: np.ndarray) -> list[bytes]:
 @_endpoint("generate")
 async def generate(request: Request) -> Response:
     engine = _engine(request)
-    params = parse_generate(await read_body(request, MAX_JSON_BYTES), engine.settings.n_max)
+    params = parse_generate(await read_body(request, MAX_JSON_BYTES), engine.settings)
     result = await engine.generate(params.model, params.seed, params.n, params.truncation)
     pixels = result.pixels
     pngs = (
@@ -118,7 +118,7 @@ async def generate(request: Request) -> Response:
 async def generate_grid(request: Request) -> Response:
     engine = _engine(request)
     body = await read_body(request, MAX_JSON_BYTES)
-    params = parse_generate(body, engine.settings.n_max, grid=True)
+    params = parse_generate(body, engine.settings, grid=True)
     result = await engine.generate(params.model, params.seed, params.n, params.truncation)
     png = await asyncio.to_thread(lambda: encode_png(make_grid(result.pixels, params.columns)))
     return Response(
@@ -162,7 +162,7 @@ async def models(request: Request) -> Response:
 async def interpolate(request: Request) -> Response:
     """A slerp walk between two seeds (service/interpolate.py): PNG strip, GIF or WebP."""
     engine = _engine(request)
-    params = parse_interpolate(await read_body(request, MAX_JSON_BYTES), engine.settings.n_max)
+    params = parse_interpolate(await read_body(request, MAX_JSON_BYTES), engine.settings)
     model = engine.store.get(params.model)
     spec = model.manifest.image
     check_budget(spec.height, spec.width, params)
@@ -181,42 +181,25 @@ async def interpolate(request: Request) -> Response:
     )
 
 
-async def _http_error(request: Request, exc: Exception) -> Response:
-    """Starlette's own 404/405 inside our routes, as JSON like the rest."""
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404/405 (any path our routes do not have), as JSON like the rest."""
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     reason = {404: "not_found", 405: "method_not_allowed"}.get(status, "http_error")
     detail = exc.detail if isinstance(exc, HTTPException) else "error"
     if status == 405:
         detail = f"{request.method} is not allowed on {request.url.path}"
-    # Not the raw path for 404s: one label value per made-up URL would grow /metrics (and
-    # memory) without bound; a 405 path is one of our routes, so it stays bounded.
-    endpoint = "unknown" if status == 404 else request.url.path.strip("/") or "/"
-    _engine(request).metrics.request_errors.labels(endpoint, reason).inc()
-    response = json_response({"error": detail, "reason": reason, "field": None}, status)
+    # Not the raw path: one label value per made-up URL would grow /metrics (and memory)
+    # without bound.
+    endpoint = api.route_for_path(request.url.path) or "unknown"
+    engine = getattr(request.app.state, "engine", None)
+    if isinstance(engine, Engine):
+        engine.metrics.request_errors.labels(endpoint, reason).inc()
+    response = json_response(error_body(detail, reason), status)
     if isinstance(exc, HTTPException) and exc.headers:
         response.headers.update(exc.headers)  # the Allow header of a 405
     return response
 
 
-def create_app(engine_factory: Callable[[], Engine]) -> Starlette:
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        engine = engine_factory()
-        app.state.engine = engine
-        try:
-            yield
-        finally:
-            await engine.aclose()
-
-    return Starlette(
-        routes=[
-            Route("/generate", generate, methods=["POST"]),
-            Route("/generate_grid", generate_grid, methods=["POST"]),
-            Route("/score", score, methods=["POST"]),
-            Route("/models", models, methods=["GET"]),
-            Route("/interpolate", interpolate, methods=["POST"]),
-            *ui_routes(),
-        ],
-        exception_handlers={HTTPException: _http_error},
-        lifespan=lifespan,
-    )
+def api_routes() -> list[BaseRoute]:
+    """One Starlette route per ``api.ROUTES`` entry (a route without a handler is a bug)."""
+    return [Route(r.path, HANDLERS[r.name], methods=[r.method]) for r in api.ROUTES]

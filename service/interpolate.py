@@ -12,31 +12,28 @@ included). The frames go through the engine's micro-batcher and ONNX Runtime lik
 from __future__ import annotations
 
 import io
-import json
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from contract.latents import SEED_MAX, latents_for_seeds
-from service.errors import bad_request, invalid_field
+from contract.latents import latents_for_seeds
+from service import api
+from service.errors import invalid_field
 from service.imaging import encode_png, make_grid
-from service.request_parsing import int_field, type_name
+from service.settings import Settings
 
-FORMATS = {"png": "image/png", "gif": "image/gif", "webp": "image/webp"}
-FIELDS = frozenset(
-    {"seed_a", "seed_b", "steps", "model", "truncation", "format", "frame_ms", "scale", "bounce"}
-)
-STEPS_MIN = 2
-STEPS_DEFAULT = 16
-FRAME_MS_RANGE = (20, 2000)
-FRAME_MS_DEFAULT = 80
-SCALE_MAX = 8
 # All frames of one answer, scaled, stay within this many pixels: 64 steps of a 32x32 RGB model
 # at scale 8 as a bouncing GIF (126 frames, ~8.3 Mpx) encode in ~2-3 s on the 2-core dev box.
 MAX_OUTPUT_PIXELS = 2**23
+# What the request schema cannot say (service/openapi.py adds it to the document).
+BUDGET_NOTE = (
+    f"At most {MAX_OUTPUT_PIXELS} pixels per answer (frames x scaled width x scaled "
+    "height; bouncing animations have 2 * steps - 2 frames): more is a 400 naming scale."
+)
 
 
 @dataclass(frozen=True)
@@ -47,53 +44,11 @@ class InterpolateParams:
     model: str | None
     truncation: float
     format: str = "png"
-    frame_ms: int = FRAME_MS_DEFAULT
+    frame_ms: int = api.FRAME_MS_DEFAULT
     scale: int = 1
     bounce: bool = True
-
-
-def openapi_request_schema(steps_max: int, model_field: dict[str, Any]) -> dict[str, Any]:
-    """The JSON body of ``POST /interpolate`` as an OpenAPI 3.0 schema, with the same bounds as
-    ``parse_interpolate`` (for service/openapi.py). Not expressible in the schema: the output
-    budget (``check_budget``), which depends on the model's image size."""
-    steps_max = max(STEPS_MIN, steps_max)
-    seed = {"type": "integer", "minimum": 0, "maximum": SEED_MAX}
-    return {
-        "type": "object",
-        "required": ["seed_a", "seed_b"],
-        "additionalProperties": False,
-        "properties": {
-            "seed_a": {**seed, "description": "the first frame is this seed's image"},
-            "seed_b": {**seed, "description": "the last frame is this seed's image"},
-            "steps": {
-                "type": "integer",
-                "minimum": STEPS_MIN,
-                "maximum": steps_max,
-                "default": min(STEPS_DEFAULT, steps_max),
-            },
-            "model": model_field,
-            "truncation": {
-                "type": "number",
-                "minimum": 0,
-                "exclusiveMinimum": True,
-                "maximum": 1,
-                "default": 1.0,
-            },
-            "format": {"type": "string", "enum": list(FORMATS), "default": "png"},
-            "frame_ms": {
-                "type": "integer",
-                "minimum": FRAME_MS_RANGE[0],
-                "maximum": FRAME_MS_RANGE[1],
-                "default": FRAME_MS_DEFAULT,
-            },
-            "scale": {"type": "integer", "minimum": 1, "maximum": SCALE_MAX, "default": 1},
-            "bounce": {"type": "boolean", "default": True},
-        },
-        "description": (
-            f"At most {MAX_OUTPUT_PIXELS} pixels per answer (frames x scaled width x scaled "
-            "height; bouncing animations have 2 * steps - 2 frames): more is a 400 naming scale."
-        ),
-    }
+    # Every validated field, new ones included (api.FIELDS).
+    values: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 def slerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -130,50 +85,21 @@ def walk_latents(
     return z
 
 
-def parse_interpolate(body: bytes, steps_max: int) -> InterpolateParams:
-    """Validate a JSON body; ``steps`` is in ``[2, steps_max]`` (the service passes GAN_N_MAX)."""
-    try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise bad_request("bad_json", f"body is not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise bad_request(
-            "bad_json", 'body must be a JSON object like {"seed_a": 1, "seed_b": 2, "steps": 16}'
-        )
-    unknown = sorted(set(data) - FIELDS)
-    if unknown:
-        raise invalid_field(
-            unknown[0], f"unknown field {unknown[0]!r}; accepted: {', '.join(sorted(FIELDS))}"
-        )
-    for name in ("seed_a", "seed_b"):
-        if name not in data:
-            raise invalid_field(name, f"{name} is required: an integer in [0, {SEED_MAX}]")
-    steps_max = max(STEPS_MIN, steps_max)
-    seed_a = int_field(data, "seed_a", 0, SEED_MAX, 0)
-    seed_b = int_field(data, "seed_b", 0, SEED_MAX, 0)
-    steps = int_field(data, "steps", STEPS_MIN, steps_max, min(STEPS_DEFAULT, steps_max))
-    model = data.get("model")
-    if model is not None and not isinstance(model, str):
-        raise invalid_field("model", f"model must be a string, got {type_name(model)}")
-    truncation = data.get("truncation", 1.0)
-    if not isinstance(truncation, int | float) or isinstance(truncation, bool):
-        raise invalid_field(
-            "truncation", f"truncation must be a number, got {type_name(truncation)}"
-        )
-    truncation = float(truncation)
-    if not (math.isfinite(truncation) and 0.0 < truncation <= 1.0):
-        raise invalid_field("truncation", f"truncation must be in (0, 1], got {truncation}")
-    fmt = data.get("format", "png")
-    if not isinstance(fmt, str) or fmt not in FORMATS:
-        raise invalid_field(
-            "format", f"format must be one of {', '.join(FORMATS)}, got {json.dumps(fmt)}"
-        )
-    frame_ms = int_field(data, "frame_ms", *FRAME_MS_RANGE, FRAME_MS_DEFAULT)
-    scale = int_field(data, "scale", 1, SCALE_MAX, 1)
-    bounce = data.get("bounce", True)
-    if not isinstance(bounce, bool):
-        raise invalid_field("bounce", f"bounce must be true or false, got {type_name(bounce)}")
-    return InterpolateParams(seed_a, seed_b, steps, model, truncation, fmt, frame_ms, scale, bounce)
+def parse_interpolate(body: bytes, settings: Settings) -> InterpolateParams:
+    """Validate a JSON body; ``steps`` is in ``[2, max(2, GAN_N_MAX)]``."""
+    v = api.parse_json_fields("interpolate", body, settings)
+    return InterpolateParams(
+        v["seed_a"],
+        v["seed_b"],
+        v["steps"],
+        v["model"],
+        v["truncation"],
+        v["format"],
+        v["frame_ms"],
+        v["scale"],
+        v["bounce"],
+        values=v,
+    )
 
 
 def frame_count(params: InterpolateParams) -> int:

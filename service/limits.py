@@ -17,11 +17,11 @@ body format; it only fires if this one did not.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable
 
-from service.auth import ASGIApp, Message, Receive, Scope, Send
+from service.asgi import ASGIApp, Message, Receive, Scope, Send
+from service.errors import ApiError, send_error
 
 log = logging.getLogger("gan.limits")
 
@@ -79,25 +79,17 @@ class RequestTimeoutMiddleware:
 
 async def _send_timeout(send: Send, reason: str, timeout_s: float) -> None:
     if reason == "request_timeout":
-        status = 408
-        message = f"the request body did not arrive within {timeout_s:g} s"
-        extra: list[tuple[bytes, bytes]] = [(b"connection", b"close")]
+        error = ApiError(
+            408,
+            reason,
+            f"the request body did not arrive within {timeout_s:g} s",
+            headers={"connection": "close"},
+        )
     else:
-        status = 503
-        message = f"not answered within {timeout_s:g} s (server busy); retry later"
-        extra = [(b"retry-after", b"1")]
-    body = json.dumps(
-        {"error": message, "reason": reason, "field": None}, separators=(",", ":")
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                *extra,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+        error = ApiError(
+            503,
+            reason,
+            f"not answered within {timeout_s:g} s (server busy); retry later",
+            headers={"retry-after": "1"},
+        )
+    await send_error(send, error)

@@ -1,8 +1,8 @@
 """``GET /openapi.json``: an OpenAPI 3.0 document for the service's own routes.
 
 BentoML's ``/docs.json`` only lists ``@bentoml.api`` methods, not the mounted Starlette routes,
-so this document is written by hand from the same rules ``request_parsing`` enforces, with the
-live limits (``GAN_N_MAX``, ``GAN_MAX_SCORE_IMAGES``, ...) and the served model names filled in.
+so this document is built from ``service/api.py``: its routes, and request schemas from the same
+field rules the parsers enforce, with the live limits (``GAN_N_MAX``, ``GAN_MAX_SCORE_IMAGES``, ...) and the served model names filled in.
 It is what the API fuzz test (tests/reliability/test_rel_fuzz.py, schemathesis) generates
 requests from, so the bounds must be exact: a request the schema calls valid must be one the
 parser accepts, and one it calls invalid must be refused with a documented 4xx.
@@ -19,7 +19,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from contract.latents import SEED_MAX
-from service.interpolate import FORMATS, openapi_request_schema
+from service import api
+from service.api import FORMATS
+from service.interpolate import BUDGET_NOTE
 from service.settings import Settings
 
 JSON = "application/json"
@@ -56,57 +58,9 @@ def _errors(*statuses: int, auth: bool) -> dict[str, Any]:
     return {str(s): _error(known[s]) for s in sorted(set(wanted))}
 
 
-def openapi_document(settings: Settings, models: list[str], default: str) -> dict[str, Any]:
-    auth = bool(settings.api_keys)
-    names: list[Any] = sorted(models)
-    model_field = {
-        "type": "string",
-        "nullable": True,
-        "enum": [*names, None],
-        "description": f"a served model (GET /models); null or absent: {default!r}",
-    }
-    # A multipart text field cannot be null; an empty one (an HTML form's default) means default.
-    form_model_field = {
-        "type": "string",
-        "enum": [*names, ""],
-        "description": f"a served model (GET /models); empty or absent: {default!r}",
-    }
-    generate_properties: dict[str, Any] = {
-        "seed": {
-            "type": "integer",
-            "minimum": 0,
-            "maximum": SEED_MAX,
-            "description": f"image i is the image of seed + i; seed + n - 1 <= {SEED_MAX}",
-        },
-        "n": {"type": "integer", "minimum": 1, "maximum": settings.n_max, "default": 1},
-        "model": model_field,
-        "truncation": {
-            "type": "number",
-            "minimum": 0,
-            "exclusiveMinimum": True,
-            "maximum": 1,
-            "default": 1.0,
-            "description": "the latent is scaled by it (truncation trick)",
-        },
-    }
-    generate_request = {
-        "type": "object",
-        "required": ["seed"],
-        "additionalProperties": False,
-        "properties": generate_properties,
-    }
-    grid_request = {
-        **generate_request,
-        "properties": {
-            **generate_properties,
-            "columns": {
-                "type": "integer",
-                "minimum": 1,
-                "maximum": settings.n_max,
-                "description": "default ceil(sqrt(n)), capped at n",
-            },
-        },
-    }
+def _responses(settings: Settings) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Per route: the 200 answer's description and content (the request side is api.py's)."""
+    binary = {"schema": {"type": "string", "format": "binary"}}
     generate_response = {
         "type": "object",
         "required": ["model", "width", "height", "images"],
@@ -127,25 +81,6 @@ def openapi_document(settings: Settings, models: list[str], default: str) -> dic
                     },
                 },
             },
-        },
-    }
-    score_request = {
-        "type": "object",
-        "required": ["images"],
-        "additionalProperties": False,
-        "properties": {
-            "images": {
-                "type": "array",
-                "minItems": 1,
-                "maxItems": settings.max_score_images,
-                "items": {"type": "string", "format": "binary"},
-                "description": (
-                    "image files (PNG, JPEG, WebP, BMP, GIF, TIFF, PPM, ICO), at most "
-                    f"{settings.max_image_pixels} pixels each, {settings.max_upload_bytes} "
-                    "bytes in all"
-                ),
-            },
-            "model": form_model_field,
         },
     }
     score_response = {
@@ -203,10 +138,43 @@ def openapi_document(settings: Settings, models: list[str], default: str) -> dic
             "settings": {"type": "object"},
         },
     }
+    return {
+        "generate": ("the images", {JSON: {"schema": generate_response}}),
+        "generate_grid": ("one PNG grid", {"image/png": binary}),
+        "score": ("one score per upload, in order", {JSON: {"schema": score_response}}),
+        "interpolate": (
+            "the frames, in the requested format",
+            {media: binary for media in FORMATS.values()},
+        ),
+        "models": ("the listing", {JSON: {"schema": models_response}}),
+    }
 
-    def json_body(schema: dict[str, Any]) -> dict[str, Any]:
-        return {"required": True, "content": {JSON: {"schema": schema}}}
 
+# What the request schema cannot state, per route.
+NOTES = {"interpolate": BUDGET_NOTE}
+
+
+def openapi_document(settings: Settings, models: list[str], default: str) -> dict[str, Any]:
+    auth = bool(settings.api_keys)
+    responses = _responses(settings)
+    paths: dict[str, Any] = {}
+    for route in api.ROUTES:
+        description, content = responses[route.name]
+        operation: dict[str, Any] = {"operationId": route.name, "summary": route.summary}
+        if route.body is not None:
+            form = route.body == "multipart"
+            context = api.SchemaContext(tuple(models), default, form=form)
+            schema = api.request_schema(route.name, settings, context)
+            if route.name in NOTES:
+                schema["description"] = NOTES[route.name]
+            media = "multipart/form-data" if form else JSON
+            operation["requestBody"] = {"required": True, "content": {media: {"schema": schema}}}
+        refusals = (400, 404, 413) if route.body is not None else ()
+        operation["responses"] = {
+            "200": {"description": description, "content": content},
+            **_errors(*refusals, auth=auth),
+        }
+        paths[route.path] = {route.method.lower(): operation}
     document: dict[str, Any] = {
         "openapi": "3.0.3",
         "info": {
@@ -214,85 +182,7 @@ def openapi_document(settings: Settings, models: list[str], default: str) -> dic
             "version": "1",
             "description": "Seeds to images and images to realness scores (service/README.md).",
         },
-        "paths": {
-            "/generate": {
-                "post": {
-                    "operationId": "generate",
-                    "summary": "n images from seeds seed .. seed + n - 1, as base64 PNGs",
-                    "requestBody": json_body(generate_request),
-                    "responses": {
-                        "200": {
-                            "description": "the images",
-                            "content": {JSON: {"schema": generate_response}},
-                        },
-                        **_errors(400, 404, 413, auth=auth),
-                    },
-                }
-            },
-            "/generate_grid": {
-                "post": {
-                    "operationId": "generate_grid",
-                    "summary": "the same images tiled into one PNG",
-                    "requestBody": json_body(grid_request),
-                    "responses": {
-                        "200": {
-                            "description": "one PNG grid",
-                            "content": {
-                                "image/png": {"schema": {"type": "string", "format": "binary"}}
-                            },
-                        },
-                        **_errors(400, 404, 413, auth=auth),
-                    },
-                }
-            },
-            "/score": {
-                "post": {
-                    "operationId": "score",
-                    "summary": "realness of uploaded images under a model's discriminator",
-                    "requestBody": {
-                        "required": True,
-                        "content": {"multipart/form-data": {"schema": score_request}},
-                    },
-                    "responses": {
-                        "200": {
-                            "description": "one score per upload, in order",
-                            "content": {JSON: {"schema": score_response}},
-                        },
-                        **_errors(400, 404, 413, auth=auth),
-                    },
-                }
-            },
-            "/interpolate": {
-                "post": {
-                    "operationId": "interpolate",
-                    "summary": "a latent walk between two seeds: PNG strip, GIF or WebP",
-                    "requestBody": json_body(openapi_request_schema(settings.n_max, model_field)),
-                    "responses": {
-                        "200": {
-                            "description": "the frames, in the requested format",
-                            "content": {
-                                media: {"schema": {"type": "string", "format": "binary"}}
-                                for media in FORMATS.values()
-                            },
-                        },
-                        **_errors(400, 404, 413, auth=auth),
-                    },
-                }
-            },
-            "/models": {
-                "get": {
-                    "operationId": "models",
-                    "summary": "models served, broken models, settings",
-                    "responses": {
-                        "200": {
-                            "description": "the listing",
-                            "content": {JSON: {"schema": models_response}},
-                        },
-                        **_errors(auth=auth),
-                    },
-                }
-            },
-        },
+        "paths": paths,
         "components": {"schemas": {"Error": ERROR_SCHEMA}},
     }
     if auth:

@@ -1,30 +1,24 @@
 """Untrusted request bodies -> validated parameters, or an ``ApiError`` naming the field.
 
-Hand-written rather than pydantic: the rules are few, the messages are ours, and it keeps the
-per-request cost of the hot ``/generate`` path to a ``json.loads`` and a handful of checks.
+The rules of every field are ``service/api.py``'s table; this module reads bodies within their
+size limits (JSON, multipart uploads) and gives the routes typed parameters.
 """
 
 from __future__ import annotations
 
-import json
-import math
-from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
-from contract.latents import SEED_MAX
+from service import api
 from service.errors import bad_request, invalid_field, too_large
+from service.settings import Settings
 
-# A generate request is ~100 bytes; anything near this is not a generate request.
-MAX_JSON_BYTES = 64 * 1024
-
-GENERATE_FIELDS = frozenset({"seed", "n", "model", "truncation"})
-GRID_FIELDS = GENERATE_FIELDS | {"columns"}
-SCORE_FIELDS = frozenset({"images", "model"})
+MAX_JSON_BYTES = api.MAX_JSON_BYTES
 
 
 @dataclass(frozen=True)
@@ -34,6 +28,8 @@ class GenerateParams:
     model: str | None
     truncation: float
     columns: int | None = None
+    # Every validated field, new ones included (api.FIELDS), for routes that use more.
+    values: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -55,44 +51,16 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def parse_generate(body: bytes, n_max: int, *, grid: bool = False) -> GenerateParams:
-    try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise bad_request("bad_json", f"body is not valid JSON ({exc})") from None
-    except RecursionError:  # [[[[... a few thousand deep: json's C scanner recurses
-        raise bad_request("bad_json", "body is nested too deeply") from None
-    except ValueError as exc:  # an integer of more than 4300 digits (int_max_str_digits)
-        raise bad_request("bad_json", f"body holds an unreadable number ({exc})") from None
-    if not isinstance(data, dict):
-        raise bad_request("bad_json", 'body must be a JSON object like {"seed": 1, "n": 4}')
-    allowed = GRID_FIELDS if grid else GENERATE_FIELDS
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise invalid_field(
-            unknown[0], f"unknown field {unknown[0]!r}; accepted: {', '.join(sorted(allowed))}"
-        )
-    if "seed" not in data:
-        raise invalid_field("seed", f"seed is required: an integer in [0, {SEED_MAX}]")
-    seed = int_field(data, "seed", 0, SEED_MAX, default=0)
-    n = int_field(data, "n", 1, n_max, default=1)
-    if seed + n - 1 > SEED_MAX:
-        raise invalid_field(
-            "n", f"seed + n - 1 = {seed + n - 1} is over the largest seed {SEED_MAX}"
-        )
-    model = data.get("model")
-    if model is not None and not isinstance(model, str):
-        raise invalid_field("model", f"model must be a string, got {type_name(model)}")
-    truncation = data.get("truncation", 1.0)
-    if not _is_number(truncation):
-        raise invalid_field(
-            "truncation", f"truncation must be a number, got {type_name(truncation)}"
-        )
-    truncation = float(truncation)
-    if not (math.isfinite(truncation) and 0.0 < truncation <= 1.0):
-        raise invalid_field("truncation", f"truncation must be in (0, 1], got {truncation}")
-    columns = int_field(data, "columns", 1, n_max, default=1) if "columns" in data else None
-    return GenerateParams(seed=seed, n=n, model=model, truncation=truncation, columns=columns)
+def parse_generate(body: bytes, settings: Settings, *, grid: bool = False) -> GenerateParams:
+    values = api.parse_json_fields("generate_grid" if grid else "generate", body, settings)
+    return GenerateParams(
+        seed=values["seed"],
+        n=values["n"],
+        model=values["model"],
+        truncation=values["truncation"],
+        columns=values.get("columns"),
+        values=values,
+    )
 
 
 async def read_score_form(request: Request, max_bytes: int, max_images: int) -> ScoreParams:
@@ -121,8 +89,9 @@ async def read_score_form(request: Request, max_bytes: int, max_images: int) -> 
                 "too_many_images", f"at most {max_images} images per request", "images"
             ) from None
         raise bad_request("bad_multipart", f"malformed multipart body ({exc.message})") from None
+    accepted = api.route_fields("score")
     try:
-        unknown = sorted(set(form.keys()) - SCORE_FIELDS)
+        unknown = sorted(set(form.keys()) - api.field_names("score"))
         model = form.get("model")
         if model is not None and not isinstance(model, str):
             raise invalid_field("model", "model must be a text field, not a file")
@@ -138,9 +107,10 @@ async def read_score_form(request: Request, max_bytes: int, max_images: int) -> 
     if not uploads:
         raise invalid_field("images", "no files in the field 'images'")
     if unknown:  # as strict as the JSON routes: a typo must not be silently ignored
-        raise invalid_field(
-            unknown[0], f"unknown field {unknown[0]!r}; accepted: images (files), model"
+        names = ", ".join(
+            f"{f.name} (files)" if isinstance(f.kind, api.Files) else f.name for f in accepted
         )
+        raise invalid_field(unknown[0], f"unknown field {unknown[0]!r}; accepted: {names}")
     return ScoreParams(model=model or None, uploads=uploads)
 
 
@@ -158,22 +128,3 @@ async def _limited_stream(request: Request, limit: int) -> AsyncGenerator[bytes,
             raise too_large("body_too_large", f"body is over the limit of {limit} bytes")
         if chunk:
             yield chunk
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def type_name(value: object) -> str:
-    return "null" if value is None else type(value).__name__
-
-
-def int_field(data: dict[str, Any], name: str, lo: int, hi: int, default: int) -> int:
-    value = data.get(name, default)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise invalid_field(
-            name, f"{name} must be an integer in [{lo}, {hi}], got {type_name(value)}"
-        )
-    if not lo <= value <= hi:
-        raise invalid_field(name, f"{name} must be in [{lo}, {hi}], got {value}")
-    return value

@@ -22,9 +22,7 @@ from PIL import Image
 from prometheus_client import CollectorRegistry
 
 from service import client as cli
-from service.engine import Engine
-from service.http_app import create_app
-from service.metrics import GanMetrics
+from service.app import build_app
 from service.model_store import ModelStore
 from service.settings import Settings
 
@@ -35,9 +33,7 @@ REPO = Path(__file__).resolve().parents[2]
 def url(tiny_models_dir: Path) -> Iterator[str]:
     settings = Settings(models_dir=tiny_models_dir, default_model="tiny-a", max_score_images=8)
     store = ModelStore.load(settings)
-    app = create_app(
-        lambda: Engine(settings, store, GanMetrics(settings.max_batch_size, CollectorRegistry()))
-    )
+    app = build_app(settings, store, registry=CollectorRegistry())
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]

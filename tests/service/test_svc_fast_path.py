@@ -1,4 +1,4 @@
-"""The fast path's dispatcher: which app answers, what it counts, and how it hooks BentoML."""
+"""The front door: which app answers each path, and how it hooks BentoML."""
 
 from __future__ import annotations
 
@@ -6,10 +6,8 @@ import asyncio
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry
 
-from service.fast_path import HOT_PATHS, FastPath, install_fast_path
-from service.metrics import GanMetrics
+from service.fast_path import BENTO_ROUTES, FrontDoor, bento_static_paths, install_front_door
 
 
 def _app(name: str, calls: list[tuple[str, str]], status: int = 200) -> Any:
@@ -35,67 +33,62 @@ def _call(app: Any, scope: dict[str, Any]) -> list[dict[str, Any]]:
     return sent
 
 
-def _value(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
-    return registry.get_sample_value(name, labels)
+PATHS = ("/generate", "/score", "/livez", "/metrics", "/generate/", "/ui/", "/x/../metrics", "/")
 
 
-@pytest.fixture
-def metrics() -> tuple[GanMetrics, CollectorRegistry]:
-    registry = CollectorRegistry()
-    return GanMetrics(8, registry=registry), registry
-
-
-def test_hot_paths_go_to_our_app_and_the_rest_to_bentoml(metrics: Any) -> None:
+def test_bentoml_paths_go_to_bentoml_and_every_other_path_to_our_app() -> None:
     calls: list[tuple[str, str]] = []
-    fast = FastPath(_app("bento", calls), _app("ours", calls, 201), metrics=lambda: metrics[0])
-    for path in ("/generate", "/score", "/livez", "/metrics", "/generate/", "/ui/"):
-        _call(fast, {"type": "http", "path": path, "method": "POST"})
-    _call(fast, {"type": "lifespan"})  # start-up must reach BentoML: it starts our app
+    door = FrontDoor(_app("bento", calls), _app("ours", calls, 201))
+    for path in PATHS:
+        _call(door, {"type": "http", "path": path, "method": "POST"})
+    _call(door, {"type": "lifespan"})  # start-up must reach BentoML: it starts our app
     assert calls == [
         ("ours", "/generate"),
         ("ours", "/score"),
         ("bento", "/livez"),
         ("bento", "/metrics"),
-        ("bento", "/generate/"),
-        ("bento", "/ui/"),
+        ("ours", "/generate/"),  # a made-up path: our JSON 404, never a BentoML label
+        ("ours", "/ui/"),
+        ("ours", "/x/../metrics"),
+        ("bento", "/"),
         ("bento", "lifespan"),
     ]
-    assert {"/generate", "/generate_grid", "/score", "/interpolate", "/models"} == HOT_PATHS
 
 
-def test_counts_requests_by_endpoint_and_status(metrics: Any) -> None:
-    gan, registry = metrics
+def test_without_the_fast_path_api_routes_go_through_bentoml_but_unknown_paths_do_not() -> None:
     calls: list[tuple[str, str]] = []
-    ok = FastPath(_app("bento", calls), _app("ours", calls, 200), metrics=lambda: gan)
-    bad = FastPath(_app("bento", calls), _app("ours", calls, 422), metrics=lambda: gan)
-    for _ in range(3):
-        _call(ok, {"type": "http", "path": "/generate"})
-    _call(bad, {"type": "http", "path": "/generate"})
-    _call(ok, {"type": "http", "path": "/livez"})  # BentoML's: not ours to count
-    name = "gan_http_requests_total"
-    assert _value(registry, name, endpoint="generate", code="200") == 3
-    assert _value(registry, name, endpoint="generate", code="422") == 1
-    assert _value(registry, name, endpoint="livez", code="200") is None
-    assert _value(registry, "gan_http_request_seconds_count", endpoint="generate") == 4
+    door = FrontDoor(_app("bento", calls), _app("ours", calls), fast=False)
+    for path in ("/generate", "/models", "/made-up", "/readyz"):
+        _call(door, {"type": "http", "path": path})
+    assert calls == [
+        ("bento", "/generate"),
+        ("bento", "/models"),
+        ("ours", "/made-up"),
+        ("bento", "/readyz"),
+    ]
 
 
-def test_an_app_that_raises_is_counted_as_500(metrics: Any) -> None:
-    gan, registry = metrics
-
-    async def broken(scope: Any, receive: Any, send: Any) -> None:
-        raise RuntimeError("boom")
-
-    fast = FastPath(_app("bento", []), broken, metrics=lambda: gan)
-    with pytest.raises(RuntimeError):
-        _call(fast, {"type": "http", "path": "/score"})
-    assert _value(registry, "gan_http_requests_total", endpoint="score", code="500") == 1
-
-
-def test_without_metrics_yet_it_still_answers() -> None:
+def test_bentoml_paths_get_the_guard_but_the_lifespan_does_not() -> None:
     calls: list[tuple[str, str]] = []
-    fast = FastPath(_app("bento", calls), _app("ours", calls), metrics=lambda: None)
-    sent = _call(fast, {"type": "http", "path": "/models"})
-    assert calls == [("ours", "/models")] and sent[0]["status"] == 200
+
+    def guard(app: Any) -> Any:
+        async def guarded(scope: Any, receive: Any, send: Any) -> None:
+            calls.append(("guard", scope.get("path", scope["type"])))
+            await app(scope, receive, send)
+
+        return guarded
+
+    door = FrontDoor(_app("bento", calls), _app("ours", calls), guard=guard)
+    _call(door, {"type": "http", "path": "/metrics"})
+    _call(door, {"type": "lifespan"})
+    assert calls == [("guard", "/metrics"), ("bento", "/metrics"), ("bento", "lifespan")]
+
+
+def test_the_static_files_of_bentomls_index_are_exact_paths() -> None:
+    static = bento_static_paths()
+    assert static and all(p.startswith(("/static_content/", "/assets/")) for p in static)
+    assert "/static_content/made-up.js" not in static
+    assert {"/livez", "/healthz", "/readyz", "/metrics", "/docs.json", "/"} <= BENTO_ROUTES
 
 
 def test_install_wraps_only_the_hooked_service(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -105,14 +98,13 @@ def test_install_wraps_only_the_hooked_service(monkeypatch: pytest.MonkeyPatch) 
         def __init__(self, service: object) -> None:
             self.service = service
 
-        def __call__(self) -> str:
-            return f"bento app of {self.service}"
+        def __call__(self) -> Any:
+            return _app(f"bento of {self.service}", [])
 
     monkeypatch.setattr(bento_app_module, "ServiceAppFactory", Factory)
     ours = _app("ours", [])
-    assert install_fast_path("svc-a", ours, lambda: None)
-    assert install_fast_path("svc-a", ours, lambda: None)  # idempotent: wrapped once
+    assert install_front_door("svc-a", ours, fast=True)
+    assert install_front_door("svc-a", ours, fast=True)  # idempotent: wrapped once
     wrapped = Factory("svc-a")()
-    assert isinstance(wrapped, FastPath)
-    assert wrapped.bento == "bento app of svc-a" and wrapped.ours is ours
-    assert Factory("svc-b")() == "bento app of svc-b"
+    assert isinstance(wrapped, FrontDoor) and wrapped.ours is ours
+    assert not isinstance(Factory("svc-b")(), FrontDoor)

@@ -14,9 +14,7 @@ import pytest
 from PIL import Image
 from prometheus_client import CollectorRegistry
 
-from service.engine import Engine
-from service.http_app import create_app
-from service.metrics import GanMetrics
+from service.app import build_app
 from service.model_store import ModelStore
 from service.settings import Settings
 
@@ -27,7 +25,7 @@ def _run(models: Path, scenario: Scenario, **overrides: object) -> None:
     settings = Settings(models_dir=models, default_model="tiny-a", **overrides)  # type: ignore[arg-type]
     store = ModelStore.load(settings)
     registry = CollectorRegistry()
-    app = create_app(lambda: Engine(settings, store, GanMetrics(settings.max_batch_size, registry)))
+    app = build_app(settings, store, registry=registry)
 
     async def main() -> None:
         async with app.router.lifespan_context(app):

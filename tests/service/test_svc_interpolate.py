@@ -17,20 +17,17 @@ from PIL import Image, ImageSequence
 from prometheus_client import CollectorRegistry
 
 from contract.latents import latents
-from service.engine import Engine
+from service import api
+from service.app import build_app
 from service.errors import ApiError
-from service.http_app import create_app
 from service.interpolate import (
-    FIELDS,
     MAX_OUTPUT_PIXELS,
     InterpolateParams,
     check_budget,
-    openapi_request_schema,
     parse_interpolate,
     slerp,
     walk_latents,
 )
-from service.metrics import GanMetrics
 from service.model_store import ModelStore
 from service.settings import Settings
 
@@ -41,7 +38,7 @@ def _run(models: Path, scenario: Scenario, **overrides: Any) -> None:
     settings = Settings(models_dir=models, default_model="tiny-a", **overrides)
     store = ModelStore.load(settings)
     registry = CollectorRegistry()
-    app = create_app(lambda: Engine(settings, store, GanMetrics(settings.max_batch_size, registry)))
+    app = build_app(settings, store, registry=registry)
 
     async def main() -> None:
         async with app.router.lifespan_context(app):
@@ -125,7 +122,7 @@ def test_walk_latents_ends_are_the_seed_latents() -> None:
 )
 def test_parse_errors_name_the_field(body: dict[str, Any], field: str, message: str) -> None:
     with pytest.raises(ApiError) as exc:
-        parse_interpolate(json.dumps(body).encode(), steps_max=64)
+        parse_interpolate(json.dumps(body).encode(), Settings(n_max=64))
     assert (exc.value.status, exc.value.reason, exc.value.field) == (400, "invalid_field", field)
     assert message in exc.value.message
 
@@ -133,32 +130,33 @@ def test_parse_errors_name_the_field(body: dict[str, Any], field: str, message: 
 @pytest.mark.parametrize("body", [b"{", b"[1, 2]", b"\xff"])
 def test_parse_bad_json(body: bytes) -> None:
     with pytest.raises(ApiError) as exc:
-        parse_interpolate(body, steps_max=64)
+        parse_interpolate(body, Settings(n_max=64))
     assert (exc.value.reason, exc.value.field) == ("bad_json", None)
 
 
 def test_parse_defaults() -> None:
-    params = parse_interpolate(b'{"seed_a": 0, "seed_b": 4294967295}', steps_max=64)
+    params = parse_interpolate(b'{"seed_a": 0, "seed_b": 4294967295}', Settings(n_max=64))
     assert params == InterpolateParams(0, 4294967295, 16, None, 1.0, "png", 80, 1, True)
-    assert parse_interpolate(b'{"seed_a": 0, "seed_b": 1}', steps_max=8).steps == 8
+    assert parse_interpolate(b'{"seed_a": 0, "seed_b": 1}', Settings(n_max=8)).steps == 8
 
 
 def test_openapi_schema_has_the_parser_bounds() -> None:
-    schema = openapi_request_schema(64, {"type": "string", "nullable": True})
-    assert set(schema["properties"]) == FIELDS
+    context = api.SchemaContext(("tiny-a",), "tiny-a")
+    schema = api.request_schema("interpolate", Settings(n_max=64), context)
+    assert set(schema["properties"]) == api.field_names("interpolate")
     assert schema["required"] == ["seed_a", "seed_b"]
     props = schema["properties"]
     assert (props["steps"]["minimum"], props["steps"]["maximum"]) == (2, 64)
     assert props["format"]["enum"] == ["png", "gif", "webp"]
     for name, lo, hi in (("frame_ms", 20, 2000), ("scale", 1, 8), ("seed_a", 0, 2**32 - 1)):
         body = {"seed_a": 0, "seed_b": 0, name: lo}
-        assert parse_interpolate(json.dumps(body).encode(), 64)
+        assert parse_interpolate(json.dumps(body).encode(), Settings(n_max=64))
         body[name] = hi
-        assert parse_interpolate(json.dumps(body).encode(), 64)
+        assert parse_interpolate(json.dumps(body).encode(), Settings(n_max=64))
         for bad in (lo - 1, hi + 1):
             body[name] = bad
             with pytest.raises(ApiError):
-                parse_interpolate(json.dumps(body).encode(), 64)
+                parse_interpolate(json.dumps(body).encode(), Settings(n_max=64))
 
 
 def test_budget_counts_bounce_frames_and_scale() -> None:

@@ -6,11 +6,12 @@ import pytest
 
 from service.errors import ApiError
 from service.request_parsing import GenerateParams, parse_generate
+from service.settings import Settings
 
 
 def _parse(body: object, grid: bool = False) -> GenerateParams:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return parse_generate(raw, n_max=64, grid=grid)
+    return parse_generate(raw, Settings(n_max=64), grid=grid)
 
 
 def test_defaults() -> None:

@@ -24,12 +24,9 @@ from PIL import Image
 from prometheus_client import CollectorRegistry
 from server_process import Server
 
-from service.engine import Engine
-from service.http_app import create_app
-from service.metrics import GanMetrics
+from service.app import build_app
 from service.model_store import ModelStore
 from service.settings import Settings
-from service.ui import public_paths
 
 pytestmark = pytest.mark.integration
 
@@ -212,41 +209,15 @@ def test_api_errors_are_shown(browser: Any, ui_server: Server, tmp_path: Path) -
 KEY = "test-key-0123456789abcdef"
 
 
-def _require_key(app: Any) -> Any:
-    """A stand-in for the service's optional API key: everything but the page's own files needs
-    ``Authorization: Bearer KEY`` (401 JSON otherwise), as ``GAN_API_KEY`` makes the server do."""
-    open_paths = public_paths()
-
-    async def guarded(scope: Any, receive: Any, send: Any) -> None:
-        headers = dict(scope.get("headers") or [])
-        if scope["type"] != "http" or scope["path"] in open_paths:
-            return await app(scope, receive, send)
-        if headers.get(b"authorization") == f"Bearer {KEY}".encode():
-            return await app(scope, receive, send)
-        body = b'{"error":"missing API key","reason":"unauthorized","field":null}'
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [(b"content-type", b"application/json")],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
-        return None
-
-    return guarded
-
-
 @pytest.fixture
 def keyed_url(tiny_models_dir: Path) -> Iterator[str]:
-    settings = Settings(models_dir=tiny_models_dir, default_model="tiny-a")
+    # The service's own API-key check (GAN_API_KEY): everything but the page's files needs it.
+    settings = Settings(models_dir=tiny_models_dir, default_model="tiny-a", api_keys=(KEY,))
     store = ModelStore.load(settings)
-    app = create_app(
-        lambda: Engine(settings, store, GanMetrics(settings.max_batch_size, CollectorRegistry()))
-    )
+    app = build_app(settings, store, registry=CollectorRegistry())
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(_require_key(app), log_level="warning", lifespan="on"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
