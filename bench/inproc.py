@@ -38,8 +38,8 @@ from PIL import Image
 
 from contract.latents import latents_for_seeds
 from contract.manifest import Manifest, read_manifest
+from contract.onnx_runtime import session_options
 from service.imaging import encode_png, uploads_to_pixels
-from service.model_store import _session_options
 
 BATCHES = (1, 8, 64, 256)
 
@@ -63,7 +63,7 @@ def rate(fn: Callable[[int], object], batch: int, secs: float, reps: int = 3) ->
 
 
 def session(path: Path, threads: int, providers: list[str]) -> ort.InferenceSession:
-    options = _session_options(threads)
+    options = session_options(threads)
     return ort.InferenceSession(str(path), sess_options=options, providers=providers)
 
 

@@ -14,6 +14,7 @@ cost of the hot ``/generate`` path stays a ``json.loads`` and a handful of check
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Callable, Mapping
@@ -210,6 +211,45 @@ class ModelName(Kind):
         return "a model name"
 
 
+MAX_CLASS_NAME = 200
+
+
+@dataclass(frozen=True)
+class ClassLabel(Kind):
+    """A class of a class-conditional model: its index (an integer) or its name (a string).
+    Which classes exist is the model's business (service/conditioning.py: 400 naming them)."""
+
+    def parse(self, name: str, value: Any, settings: Settings) -> int | str:
+        if isinstance(value, int) and not isinstance(value, bool):
+            if value < 0:
+                raise invalid_field(name, f"{name} must be >= 0 (a class index), got {value}")
+            return value
+        if isinstance(value, str) and 0 < len(value) <= MAX_CLASS_NAME:
+            return value
+        raise invalid_field(
+            name,
+            f"{name} must be a class index (integer) or a class name (string of 1 to "
+            f"{MAX_CLASS_NAME} characters), got {type_name(value)}",
+        )
+
+    def schema(self, settings: Settings, context: SchemaContext) -> dict[str, Any]:
+        described = "; ".join(
+            f"{model}: {', '.join(names)}" for model, names in sorted(context.classes.items())
+        )
+        if context.form:
+            return {"type": "string", "minLength": 1, "maxLength": MAX_CLASS_NAME}
+        return {
+            "oneOf": [
+                {"type": "integer", "minimum": 0},
+                {"type": "string", "minLength": 1, "maxLength": MAX_CLASS_NAME},
+            ],
+            "description": described or "no served model is class-conditional",
+        }
+
+    def wanted(self, settings: Settings) -> str:
+        return "a class index or name"
+
+
 @dataclass(frozen=True)
 class Files(Kind):
     """Uploaded files of a multipart form (parsed by ``request_parsing.read_score_form``)."""
@@ -241,6 +281,8 @@ class SchemaContext:
     models: tuple[str, ...]
     default: str
     form: bool = False
+    # The classes of each class-conditional model (index order).
+    classes: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
 
 # --- the fields --------------------------------------------------------------------------------
@@ -330,6 +372,19 @@ FIELDS: tuple[Field, ...] = (
     ),
     Field("images", frozenset({"score"}), Files(), required=True),
     Field("model", IMAGE_ROUTES | {"score"}, ModelName(), doc_default=False),
+    Field(
+        "class",
+        IMAGE_ROUTES | {"score"},
+        ClassLabel(),
+        default=NO_DEFAULT,
+        description=(
+            "class-conditional models only: the class index or name (GET /models lists them). "
+            "Absent: image i gets the class its seed draws (contract/latents.py "
+            "classes_for_seeds), so a seed always gives the same image; /interpolate keeps "
+            "seed_a's class for the whole walk; /score judges each image against the class it "
+            "fits best on average (logsumexp over classes)"
+        ),
+    ),
     Field(
         "truncation",
         IMAGE_ROUTES,
@@ -446,7 +501,9 @@ def request_schema(route: str, settings: Settings, context: SchemaContext) -> di
         if f.doc_default and not f.required and default not in (NO_DEFAULT, None):
             prop["default"] = default
         if f.description:
-            prop["description"] = f.description
+            # The kind's own description (what this server's models accept) comes after.
+            own = prop.get("description")
+            prop["description"] = f"{f.description}. {own}" if own else f.description
         properties[f.name] = prop
     return {
         "type": "object",

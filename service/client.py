@@ -83,10 +83,18 @@ class GanClient:
         return self._json(self._request("GET", "/models"))
 
     def generate(
-        self, seed: int, n: int = 1, model: str | None = None, truncation: float | None = None
+        self,
+        seed: int,
+        n: int = 1,
+        model: str | None = None,
+        truncation: float | None = None,
+        klass: int | str | None = None,
     ) -> dict[str, Any]:
-        """``POST /generate``: JSON with one base64 PNG per seed (see ``decode_images``)."""
-        body = _drop_none({"seed": seed, "n": n, "model": model, "truncation": truncation})
+        """``POST /generate``: JSON with one base64 PNG per seed (see ``decode_images``).
+        ``klass``: a class index or name of a class-conditional model."""
+        body = _drop_none(
+            {"seed": seed, "n": n, "model": model, "truncation": truncation, "class": klass}
+        )
         return self._json(self._request("POST", "/generate", json=body))
 
     def generate_grid(
@@ -96,16 +104,29 @@ class GanClient:
         model: str | None = None,
         truncation: float | None = None,
         columns: int | None = None,
+        klass: int | str | None = None,
     ) -> bytes:
         """``POST /generate_grid``: the PNG bytes of one grid of the ``n`` images."""
         body = _drop_none(
-            {"seed": seed, "n": n, "model": model, "truncation": truncation, "columns": columns}
+            {
+                "seed": seed,
+                "n": n,
+                "model": model,
+                "truncation": truncation,
+                "columns": columns,
+                "class": klass,
+            }
         )
         return self._request("POST", "/generate_grid", json=body).content
 
-    def score(self, paths: Sequence[str | Path], model: str | None = None) -> dict[str, Any]:
+    def score(
+        self,
+        paths: Sequence[str | Path],
+        model: str | None = None,
+        klass: int | str | None = None,
+    ) -> dict[str, Any]:
         """``POST /score`` of local image files: ``{"model", "scores": [{filename, realness,
-        logit}]}``."""
+        logit[, ood]}]}``; ``klass`` judges them as that class (conditional models)."""
         files = []
         for path in paths:
             try:
@@ -113,7 +134,9 @@ class GanClient:
             except OSError as exc:
                 raise GanClientError(f"cannot read {path}: {exc.strerror or exc}") from None
             files.append(("images", (Path(path).name, data, "application/octet-stream")))
-        data_fields = {"model": model} if model else None
+        data_fields = {
+            k: str(v) for k, v in (("model", model), ("class", klass)) if v is not None
+        } or None
         return self._json(self._request("POST", "/score", files=files, data=data_fields))
 
     def interpolate(
@@ -128,6 +151,7 @@ class GanClient:
         scale: int | None = None,
         frame_ms: int | None = None,
         bounce: bool | None = None,
+        klass: int | str | None = None,
     ) -> bytes:
         """``POST /interpolate``: the bytes of a PNG strip or an animated GIF/WebP."""
         body = _drop_none(
@@ -141,6 +165,7 @@ class GanClient:
                 "scale": scale,
                 "frame_ms": frame_ms,
                 "bounce": bounce,
+                "class": klass,
             }
         )
         return self._request("POST", "/interpolate", json=body).content
@@ -238,7 +263,7 @@ def _cmd_generate(client: GanClient, args: argparse.Namespace) -> None:
         folder = args.output or "."
         if folder == "-":
             raise GanClientError("--each writes one file per seed: give a folder with -o")
-        result = client.generate(args.seed, args.n, args.model, args.truncation)
+        result = client.generate(args.seed, args.n, args.model, args.truncation, args.klass)
         for seed, png in decode_images(result):
             _write(str(Path(folder) / f"seed-{seed}.png"), png)
         _say(
@@ -248,14 +273,16 @@ def _cmd_generate(client: GanClient, args: argparse.Namespace) -> None:
         )
         return
     if args.n == 1 and args.columns is None:  # one image: the image itself, not a 1x1 grid
-        result = client.generate(args.seed, 1, args.model, args.truncation)
+        result = client.generate(args.seed, 1, args.model, args.truncation, args.klass)
         ((seed, png),) = decode_images(result)
         name = _write(args.output or f"seed-{seed}.png", png)
         size = f"{result['width']}x{result['height']}"
         _say(args, f"wrote {name}: seed {seed}, {size}, model {result['model']}")
         return
     output = args.output or f"grid-{args.seed}-{args.n}.png"
-    png = client.generate_grid(args.seed, args.n, args.model, args.truncation, args.columns)
+    png = client.generate_grid(
+        args.seed, args.n, args.model, args.truncation, args.columns, args.klass
+    )
     name = _write(output, png)
     _say(args, f"wrote {name}: {args.n} images, seeds {args.seed}..{args.seed + args.n - 1}")
 
@@ -266,7 +293,7 @@ def _bar(value: float, width: int = 20) -> str:
 
 
 def _cmd_score(client: GanClient, args: argparse.Namespace) -> None:
-    result = client.score(args.images, args.model)
+    result = client.score(args.images, args.model, args.klass)
     if args.json:
         print(json.dumps(result, indent=2))
         return
@@ -293,6 +320,10 @@ def _cmd_models(client: GanClient, args: argparse.Namespace) -> None:
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     print(f"provider: {result.get('provider')}")
+    for m in result.get("models", []):
+        if m.get("classes"):
+            listed = ", ".join(f"{i} {c}" for i, c in enumerate(m["classes"]))
+            print(f"classes of {m['name']}: {listed}")
     for broken in result.get("broken") or []:
         print(f"broken: {json.dumps(broken)}")
 
@@ -313,6 +344,7 @@ def _cmd_interpolate(client: GanClient, args: argparse.Namespace) -> None:
         scale=args.scale,
         frame_ms=args.frame_ms,
         bounce=False if args.no_bounce else None,
+        klass=args.klass,
     )
     name = _write(output, data)
     kind = "strip" if fmt == "png" else f"animated {fmt.upper()}"
@@ -341,7 +373,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    def with_class(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--class",
+            dest="klass",
+            help="class-conditional models: a class name or index from `models` (a name wins "
+            "over an index that reads the same; default: each seed draws its own)",
+        )
+
     def common(p: argparse.ArgumentParser) -> None:
+        with_class(p)
         p.add_argument("--model", help="a model name from `models` (default: the server's)")
         p.add_argument("--truncation", type=float, help="in (0, 1]; lower: safer, less varied")
 
@@ -359,6 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     score = commands.add_parser("score", help="realness of image files")
     score.add_argument("images", nargs="+", help="PNG, JPEG, WebP, ... files")
     score.add_argument("--model", help="a model name from `models` (default: the server's)")
+    with_class(score)
     score.add_argument("--json", action="store_true", help="print the server's JSON")
     score.set_defaults(run=_cmd_score)
 

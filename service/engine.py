@@ -13,7 +13,9 @@ from functools import partial
 import numpy as np
 
 from contract.latents import latents_for_seeds
+from contract.realness import class_logits
 from service.batcher import MicroBatcher
+from service.conditioning import FROM_SEED, class_index, row_classes
 from service.imaging import ImageRejected, uploads_to_pixels
 from service.metrics import GanMetrics
 from service.model_store import LoadedModel, ModelStore
@@ -33,8 +35,9 @@ class Generated:
 @dataclass(frozen=True)
 class Scored:
     model: str
-    logits: np.ndarray  # (k,) float32
+    logits: np.ndarray  # (k,) float64: the logit the realness used
     realness: np.ndarray  # (k,) float64 in [0, 1]
+    ood: np.ndarray | None = None  # (k,) out-of-distribution distances, when the model has them
 
 
 class UploadRejected(ValueError):
@@ -46,11 +49,12 @@ class UploadRejected(ValueError):
 
 
 def generate_rows(model: LoadedModel, rows: np.ndarray) -> np.ndarray:
-    """``(B, 2)`` float64 rows of (seed, truncation) -> ``(B, H, W, C)`` uint8 pixels.
+    """``(B, 3)`` float64 rows of (seed, truncation, class) -> ``(B, H, W, C)`` uint8 pixels.
 
     Latents are computed here, once per batch in the batcher's thread, rather than per request
     on the event loop: ``latents()`` costs ~65 us per call whatever its size. Rows are grouped
-    by truncation so each row gets exactly ``latents(seed, 1, z_dim, truncation)``.
+    by truncation so each row gets exactly ``latents(seed, 1, z_dim, truncation)``. The class
+    column is ``FROM_SEED`` where a request named none (service/conditioning.py).
     """
     seeds = rows[:, 0].astype(np.uint64)
     psi = rows[:, 1]
@@ -63,12 +67,16 @@ def generate_rows(model: LoadedModel, rows: np.ndarray) -> np.ndarray:
         for value in np.unique(psi):
             mask = psi == value
             z[mask] = latents_for_seeds(seeds[mask], z_dim, float(value))
-    return model.manifest.image.to_uint8(model.generate(z))
+    classes = row_classes(model, seeds, rows[:, 2])
+    return model.manifest.image.to_uint8(model.generate(z, classes))
 
 
-def generate_latent_rows(model: LoadedModel, z: np.ndarray) -> np.ndarray:
-    """``(B, z_dim)`` float32 latents -> ``(B, H, W, C)`` uint8 pixels (``/interpolate``)."""
-    return model.manifest.image.to_uint8(model.generate(z))
+def generate_latent_rows(model: LoadedModel, rows: np.ndarray) -> np.ndarray:
+    """``(B, z_dim + 1)`` float32 rows of (latent, class) -> ``(B, H, W, C)`` uint8 pixels
+    (``/interpolate``; the class column is ignored by unconditional models)."""
+    z = np.ascontiguousarray(rows[:, :-1])
+    classes = rows[:, -1].astype(np.int64) if model.manifest.conditional else None
+    return model.manifest.image.to_uint8(model.generate(z, classes))
 
 
 class Engine:
@@ -105,31 +113,55 @@ class Engine:
         self._realness = {n: metrics.realness.labels(model=n) for n in store.models}
 
     async def generate(
-        self, model_name: str | None, seed: int, n: int, truncation: float = 1.0
+        self,
+        model_name: str | None,
+        seed: int,
+        n: int,
+        truncation: float = 1.0,
+        klass: int | str | None = None,
     ) -> Generated:
-        """Raises ``UnknownModelError``; seed/n/truncation are validated by the caller."""
+        """Raises ``UnknownModelError``, or ``ApiError`` for a class the model lacks;
+        seed/n/truncation are validated by the caller."""
         model = self.store.get(model_name)
-        rows = np.empty((n, 2), dtype=np.float64)  # seeds < 2**53 are exact in float64
+        index = class_index(model, klass)
+        rows = np.empty((n, 3), dtype=np.float64)  # seeds < 2**53 are exact in float64
         rows[:, 0] = np.arange(seed, seed + n, dtype=np.float64)
         rows[:, 1] = truncation
+        rows[:, 2] = FROM_SEED if index is None else index
         pixels = await self._batchers[model.name, GENERATE].submit(rows)
         self._generated[model.name].inc(n)
         return Generated(model.name, pixels)
 
-    async def generate_latents(self, model_name: str | None, z: np.ndarray) -> Generated:
-        """Pixels of explicit ``(n, z_dim)`` float32 latents; raises ``UnknownModelError``."""
+    async def generate_latents(
+        self, model_name: str | None, z: np.ndarray, klass: int | str | None = None, seed: int = 0
+    ) -> Generated:
+        """Pixels of explicit ``(n, z_dim)`` float32 latents, all of one class (the requested
+        one, else the class ``seed`` draws); raises ``UnknownModelError``."""
         model = self.store.get(model_name)
         if z.ndim != 2 or z.shape[1] != model.manifest.z_dim:
             raise ValueError(f"need (n, {model.manifest.z_dim}) latents, got {z.shape}")
-        pixels = await self._batchers[model.name, INTERPOLATE].submit(z.astype(np.float32))
+        index = class_index(model, klass)
+        if index is None:
+            drawn = row_classes(model, np.array([seed], np.uint64), np.array([FROM_SEED]))
+            index = int(drawn[0]) if drawn is not None else 0
+        rows = np.empty((len(z), z.shape[1] + 1), dtype=np.float32)
+        rows[:, :-1] = z
+        rows[:, -1] = index
+        pixels = await self._batchers[model.name, INTERPOLATE].submit(rows)
         self._generated[model.name].inc(len(z))
         return Generated(model.name, pixels)
 
     async def score(
-        self, model_name: str | None, files: list[bytes], filenames: list[str]
+        self,
+        model_name: str | None,
+        files: list[bytes],
+        filenames: list[str],
+        klass: int | str | None = None,
     ) -> Scored:
-        """Raises ``UnknownModelError`` or ``UploadRejected`` (naming the first bad file)."""
+        """Raises ``UnknownModelError``, ``UploadRejected`` (naming the first bad file), or
+        ``ApiError`` for a class the model lacks."""
         model = self.store.get(model_name)
+        class_of_all = class_index(model, klass)
         spec = model.manifest.image
         # Decoding and resizing full-size uploads is real CPU work: keep it off the event loop.
         converted = await asyncio.to_thread(
@@ -144,13 +176,17 @@ class Engine:
             if isinstance(item, ImageRejected):
                 raise UploadRejected(index, filenames[index], item)
         pixels = np.stack([p for p in converted if isinstance(p, np.ndarray)])
-        logits = await self._batchers[model.name, SCORE].submit(spec.from_uint8(pixels))
-        realness = model.manifest.realness.realness(logits)
+        scores = await self._batchers[model.name, SCORE].submit(spec.from_uint8(pixels))
+        logits, ood = model.split_scores(scores)
+        classes = None if class_of_all is None else np.full(len(pixels), class_of_all, np.int64)
+        realness = model.manifest.realness.realness(logits, ood, classes)
+        # The logit the realness used: the requested class's, or the class-free one.
+        logits = class_logits(logits, classes)
         self._scored[model.name].inc(len(files))
         histogram = self._realness[model.name]
         for value in realness:
             histogram.observe(float(value))
-        return Scored(model.name, logits, realness)
+        return Scored(model.name, logits, realness, ood)
 
     async def aclose(self) -> None:
         await asyncio.gather(*(b.aclose() for b in self._batchers.values()))

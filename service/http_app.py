@@ -94,7 +94,9 @@ def _png_all(pixels: np.ndarray) -> list[bytes]:
 async def generate(request: Request) -> Response:
     engine = _engine(request)
     params = parse_generate(await read_body(request, MAX_JSON_BYTES), engine.settings)
-    result = await engine.generate(params.model, params.seed, params.n, params.truncation)
+    result = await engine.generate(
+        params.model, params.seed, params.n, params.truncation, params.values.get("class")
+    )
     pixels = result.pixels
     pngs = (
         _png_all(pixels)
@@ -119,7 +121,9 @@ async def generate_grid(request: Request) -> Response:
     engine = _engine(request)
     body = await read_body(request, MAX_JSON_BYTES)
     params = parse_generate(body, engine.settings, grid=True)
-    result = await engine.generate(params.model, params.seed, params.n, params.truncation)
+    result = await engine.generate(
+        params.model, params.seed, params.n, params.truncation, params.values.get("class")
+    )
     png = await asyncio.to_thread(lambda: encode_png(make_grid(result.pixels, params.columns)))
     return Response(
         png,
@@ -137,19 +141,22 @@ async def score(request: Request) -> Response:
     settings = engine.settings
     params = await read_score_form(request, settings.max_upload_bytes, settings.max_score_images)
     result = await engine.score(
-        params.model, [u.data for u in params.uploads], [u.filename for u in params.uploads]
+        params.model,
+        [u.data for u in params.uploads],
+        [u.filename for u in params.uploads],
+        params.klass,
     )
-    return json_response(
-        {
-            "model": result.model,
-            "scores": [
-                {"filename": upload.filename, "realness": float(r), "logit": float(logit)}
-                for upload, r, logit in zip(
-                    params.uploads, result.realness, result.logits, strict=True
-                )
-            ],
+    scores = []
+    for i, upload in enumerate(params.uploads):
+        entry = {
+            "filename": upload.filename,
+            "realness": float(result.realness[i]),
+            "logit": float(result.logits[i]),
         }
-    )
+        if result.ood is not None:
+            entry["ood"] = float(result.ood[i])
+        scores.append(entry)
+    return json_response({"model": result.model, "scores": scores})
 
 
 @_endpoint("models")
@@ -169,7 +176,7 @@ async def interpolate(request: Request) -> Response:
     z = walk_latents(
         params.seed_a, params.seed_b, params.steps, model.manifest.z_dim, params.truncation
     )
-    result = await engine.generate_latents(model.name, z)
+    result = await engine.generate_latents(model.name, z, params.values.get("class"), params.seed_a)
     data = await asyncio.to_thread(render, result.pixels, params)
     return Response(
         data,

@@ -14,7 +14,6 @@ Runtime rejects or whose tensors do not match the manifest):
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,8 +23,10 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from contract.files import sha256_bytes
 from contract.latents import latents
 from contract.manifest import Manifest, ManifestError, OnnxFile, read_manifest
+from contract.onnx_runtime import session_options
 from service.settings import Settings
 
 log = logging.getLogger("gan.model_store")
@@ -33,8 +34,6 @@ log = logging.getLogger("gan.model_store")
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 
-# Severity 3 = errors only: ORT's warnings about unused initialisers etc. drown the start-up log.
-ort.set_default_logger_severity(3)
 
 # A one-line file in the models folder naming its default model (overridden by GAN_DEFAULT_MODEL).
 DEFAULT_FILE = "DEFAULT"
@@ -69,17 +68,44 @@ class LoadedModel:
     def providers(self) -> list[str]:
         return list(self.generator.get_providers())
 
-    def generate(self, z: np.ndarray) -> np.ndarray:
-        """``(B, z_dim)`` float32 -> ``(B, C, H, W)`` float32 in ``image.value_range``."""
+    @property
+    def classes(self) -> tuple[str, ...] | None:
+        """Class names of a class-conditional model (index order), else None."""
+        cond = self.manifest.conditioning
+        return cond.classes if cond is not None else None
+
+    def generate(self, z: np.ndarray, classes: np.ndarray | None = None) -> np.ndarray:
+        """``(B, z_dim)`` float32 [+ ``(B,)`` int64 classes] -> ``(B, C, H, W)`` float32 in
+        ``image.value_range``. A conditional model needs the classes."""
         spec = self.manifest.generator
-        out = self.generator.run([spec.output], {spec.input: z})[0]
+        feeds = {spec.input: z}
+        cond = self.manifest.conditioning
+        if cond is not None:
+            if classes is None:
+                raise ValueError(f"model {self.name!r} is class-conditional: classes needed")
+            feeds[cond.input] = np.asarray(classes, dtype=np.int64)
+        out = self.generator.run([spec.output], feeds)[0]
         return np.asarray(out, dtype=np.float32)
 
     def discriminate(self, images: np.ndarray) -> np.ndarray:
-        """``(B, C, H, W)`` float32 -> ``(B,)`` float32 logits."""
+        """``(B, C, H, W)`` float32 -> ``(B, W)`` float32: the logit(s) (1, or one per class),
+        then the out-of-distribution distance when the model has one (``split_scores``)."""
         spec = self.manifest.discriminator
-        out = self.discriminator.run([spec.output], {spec.input: images})[0]
-        return np.asarray(out, dtype=np.float32).reshape(images.shape[0])
+        names = [spec.output]
+        ood = self.manifest.realness.ood
+        if ood is not None:
+            names.append(ood.output)
+        outs = self.discriminator.run(names, {spec.input: images})
+        b = images.shape[0]
+        columns = [np.asarray(o, dtype=np.float32).reshape(b, -1) for o in outs]
+        return columns[0] if len(columns) == 1 else np.concatenate(columns, axis=1)
+
+    def split_scores(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """``discriminate``'s columns -> (logits ``(B,)`` or ``(B, K)``, ood ``(B,)`` or None)."""
+        has_ood = self.manifest.realness.ood is not None
+        logits = scores[:, :-1] if has_ood else scores
+        ood = scores[:, -1] if has_ood else None
+        return (logits[:, 0] if logits.shape[1] == 1 else logits), ood
 
 
 @dataclass(frozen=True)
@@ -113,7 +139,7 @@ class ModelStore:
                 f"(found: {', '.join(d.name for d in candidates)})"
             )
         providers = _provider_chain(settings.provider, cpu_only=cpu_only)
-        options = _session_options(settings.ort_threads)
+        options = session_options(settings.ort_threads)
         chain = _with_cuda_options(providers, settings.cuda_conv_algo)
 
         models: dict[str, LoadedModel] = {}
@@ -149,6 +175,10 @@ class ModelStore:
             raise UnknownModelError(str(name), sorted(self.models))
         return model
 
+    def classes(self) -> dict[str, tuple[str, ...]]:
+        """The classes of every class-conditional model served."""
+        return {n: m.classes for n, m in self.models.items() if m.classes is not None}
+
     def describe(self) -> dict[str, Any]:
         """The ``GET /models`` body (without settings)."""
         return {
@@ -165,6 +195,7 @@ class ModelStore:
                     "height": m.manifest.image.height,
                     "width": m.manifest.image.width,
                     "loss": m.manifest.loss,
+                    "classes": list(m.classes) if m.classes is not None else None,
                     "providers": m.providers,
                     "manifest": m.manifest.raw,
                 }
@@ -242,16 +273,6 @@ def cuda_offered(requested: str) -> bool:
     return requested != "cpu" and CUDA in ort.get_available_providers()
 
 
-def _session_options(intra_op_threads: int | None = 0) -> ort.SessionOptions:
-    """``intra_op_threads`` 0 or None: ONNX Runtime's own choice (one per physical core)."""
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = intra_op_threads or 0
-    # Spinning intra-op threads burn the core the event loop needs between small batches.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return options
-
-
 def _load_model(
     directory: Path, providers: ProviderChain, options: ort.SessionOptions
 ) -> LoadedModel:
@@ -259,8 +280,17 @@ def _load_model(
         manifest = read_manifest(directory)
     except ManifestError as exc:
         raise _BrokenModelError(str(exc)) from None
-    generator = _session(directory, manifest.generator, providers, options)
-    discriminator = _session(directory, manifest.discriminator, providers, options)
+    cond, ood = manifest.conditioning, manifest.realness.ood
+    generator = _session(
+        directory, manifest.generator, providers, options, extra_inputs=[cond.input] if cond else []
+    )
+    discriminator = _session(
+        directory,
+        manifest.discriminator,
+        providers,
+        options,
+        extra_outputs=[ood.output] if ood else [],
+    )
     model = LoadedModel(directory.name, directory, manifest, generator, discriminator)
     _smoke_test(model)
     if manifest.name != directory.name:
@@ -273,14 +303,19 @@ def _load_model(
 
 
 def _session(
-    directory: Path, spec: OnnxFile, providers: ProviderChain, options: ort.SessionOptions
+    directory: Path,
+    spec: OnnxFile,
+    providers: ProviderChain,
+    options: ort.SessionOptions,
+    extra_inputs: Sequence[str] = (),
+    extra_outputs: Sequence[str] = (),
 ) -> ort.InferenceSession:
     path = directory / spec.file
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise _BrokenModelError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    digest = hashlib.sha256(data).hexdigest()
+    digest = sha256_bytes(data)
     if digest != spec.sha256:
         raise _BrokenModelError(
             f"{path}: sha256 {digest} does not match model.json ({spec.sha256}); "
@@ -290,12 +325,14 @@ def _session(
         session = ort.InferenceSession(data, sess_options=options, providers=providers)
     except Exception as exc:  # ORT raises several private exception types for bad graphs
         raise _BrokenModelError(f"{path}: ONNX Runtime cannot load it ({exc})") from None
-    inputs = [i.name for i in session.get_inputs()]
+    inputs = sorted(i.name for i in session.get_inputs())
     outputs = [o.name for o in session.get_outputs()]
-    if inputs != [spec.input] or spec.output not in outputs:
+    wanted_in = sorted([spec.input, *extra_inputs])
+    missing_out = [o for o in [spec.output, *extra_outputs] if o not in outputs]
+    if inputs != wanted_in or missing_out:
         raise _BrokenModelError(
             f"{path}: graph inputs {inputs} / outputs {outputs} do not match model.json "
-            f"(input {spec.input!r}, output {spec.output!r})"
+            f"(inputs {wanted_in}, outputs {[spec.output, *extra_outputs]})"
         )
     return session
 
@@ -304,8 +341,9 @@ def _smoke_test(model: LoadedModel) -> None:
     """Two rows through both graphs: proves the batch axis is dynamic and the shapes match."""
     m = model.manifest
     expected = (2, m.image.channels, m.image.height, m.image.width)
+    classes = np.zeros(2, dtype=np.int64) if m.conditioning is not None else None
     try:
-        images = model.generate(latents(0, 2, m.z_dim))
+        images = model.generate(latents(0, 2, m.z_dim), classes)
     except Exception as exc:
         raise _BrokenModelError(
             f"{model.directory / m.generator.file}: fails on a (2, {m.z_dim}) latent batch ({exc})"
@@ -321,7 +359,9 @@ def _smoke_test(model: LoadedModel) -> None:
         raise _BrokenModelError(
             f"{model.directory / m.discriminator.file}: fails on a {expected} batch ({exc})"
         ) from None
-    if np.asarray(raw).size != 2:
+    per_image = m.conditioning.num_classes if m.conditioning is not None else 1
+    if np.asarray(raw).size != 2 * per_image:
+        shape = "(2,)" if per_image == 1 else f"(2, {per_image})"
         raise _BrokenModelError(
-            f"{model.directory / m.discriminator.file}: output shape {np.shape(raw)}, expected (2,)"
+            f"{model.directory / m.discriminator.file}: output shape {np.shape(raw)}, expected {shape}"
         )

@@ -154,7 +154,12 @@ def _responses(settings: Settings) -> dict[str, tuple[str, dict[str, Any]]]:
 NOTES = {"interpolate": BUDGET_NOTE}
 
 
-def openapi_document(settings: Settings, models: list[str], default: str) -> dict[str, Any]:
+def openapi_document(
+    settings: Settings,
+    models: list[str],
+    default: str,
+    classes: dict[str, tuple[str, ...]] | None = None,
+) -> dict[str, Any]:
     auth = bool(settings.api_keys)
     responses = _responses(settings)
     paths: dict[str, Any] = {}
@@ -163,7 +168,7 @@ def openapi_document(settings: Settings, models: list[str], default: str) -> dic
         operation: dict[str, Any] = {"operationId": route.name, "summary": route.summary}
         if route.body is not None:
             form = route.body == "multipart"
-            context = api.SchemaContext(tuple(models), default, form=form)
+            context = api.SchemaContext(tuple(models), default, form=form, classes=classes or {})
             schema = api.request_schema(route.name, settings, context)
             if route.name in NOTES:
                 schema["description"] = NOTES[route.name]
@@ -201,7 +206,10 @@ async def openapi_endpoint(request: Request) -> Response:
     if cached is None:
         engine = state.engine
         document = openapi_document(
-            engine.settings, sorted(engine.store.models), engine.store.default_name
+            engine.settings,
+            sorted(engine.store.models),
+            engine.store.default_name,
+            engine.store.classes(),
         )
         cached = json.dumps(document, separators=(",", ":")).encode()
         state.openapi_json = cached

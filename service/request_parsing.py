@@ -42,6 +42,7 @@ class Upload:
 class ScoreParams:
     model: str | None
     uploads: list[Upload]
+    klass: str | None = None  # the ``class`` text field: an index or a name
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -64,7 +65,8 @@ def parse_generate(body: bytes, settings: Settings, *, grid: bool = False) -> Ge
 
 
 async def read_score_form(request: Request, max_bytes: int, max_images: int) -> ScoreParams:
-    """Parse the multipart form (field ``images``: files; ``model``: text) within the limits."""
+    """Parse the multipart form (field ``images``: files; ``model``, ``class``: text) within the
+    limits."""
     content_type = request.headers.get("content-type", "")
     if not content_type.lower().startswith("multipart/form-data"):
         raise bad_request(
@@ -95,6 +97,14 @@ async def read_score_form(request: Request, max_bytes: int, max_images: int) -> 
         model = form.get("model")
         if model is not None and not isinstance(model, str):
             raise invalid_field("model", "model must be a text field, not a file")
+        klass = form.get("class")
+        if klass is not None and not isinstance(klass, str):
+            raise invalid_field("class", "class must be a text field, not a file")
+        if klass is not None and len(klass) > api.MAX_CLASS_NAME:
+            raise invalid_field(
+                "class",
+                f"class must be a class index or name of at most {api.MAX_CLASS_NAME} characters",
+            )
         uploads: list[Upload] = []
         for index, item in enumerate(form.getlist("images")):
             if not isinstance(item, UploadFile):
@@ -111,7 +121,7 @@ async def read_score_form(request: Request, max_bytes: int, max_images: int) -> 
             f"{f.name} (files)" if isinstance(f.kind, api.Files) else f.name for f in accepted
         )
         raise invalid_field(unknown[0], f"unknown field {unknown[0]!r}; accepted: {names}")
-    return ScoreParams(model=model or None, uploads=uploads)
+    return ScoreParams(model=model or None, uploads=uploads, klass=klass or None)
 
 
 def _check_declared_length(request: Request, limit: int) -> None:

@@ -14,3 +14,9 @@ def tiny_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     Session-scoped and shared: tests that need to break a model copy it first."""
     return build_models_dir(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="session")
+def conditional_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tiny-a, tiny-b and tiny-c, a class-conditional model of format gan-model/2."""
+    return build_models_dir(tmp_path_factory.mktemp("models-conditional"), conditional=True)

@@ -111,6 +111,32 @@
     return state.models.some((m) => m.name === value) ? value : undefined;
   }
 
+  // The class picked for a class-conditional model, by index; undefined: each seed draws its own.
+  function selectedClass() {
+    const model = state.models.find((m) => m.name === $("#model").value);
+    const value = $("#class").value;
+    return model && model.classes && value !== "" ? Number(value) : undefined;
+  }
+
+  function withClass(body) {
+    const klass = selectedClass();
+    if (klass !== undefined) body.class = klass;
+    return body;
+  }
+
+  // Class-conditional models get a class picker filled from GET /models; others hide it.
+  function showClasses() {
+    const model = state.models.find((m) => m.name === $("#model").value);
+    const select = $("#class");
+    const keep = select.value;
+    select.textContent = "";
+    select.append(el("option", { value: "", text: "any (from the seed)" }));
+    const classes = (model && model.classes) || [];
+    classes.forEach((name, i) => select.append(el("option", { value: String(i), text: `${i} · ${name}` })));
+    select.value = keep !== "" && Number(keep) < classes.length ? keep : "";
+    $("#class-field").hidden = classes.length === 0;
+  }
+
   function setBusy(button, busy, label) {
     if (!button.dataset.label) button.dataset.label = button.textContent;
     button.disabled = busy;
@@ -194,13 +220,15 @@
   function describeModel() {
     const model = state.models.find((m) => m.name === $("#model").value);
     $("#model-info").textContent = model
-      ? `${model.width}×${model.height} ${model.channels === 1 ? "grey" : "RGB"} · z ${model.z_dim} · ${model.loss} loss`
+      ? `${model.width}×${model.height} ${model.channels === 1 ? "grey" : "RGB"} · z ${model.z_dim} · ${model.loss} loss` +
+        (model.classes ? ` · ${model.classes.length} classes` : "")
       : "";
+    showClasses();
   }
 
   // --- generate --------------------------------------------------------------------------------
 
-  const generateInputs = () => ({ seed: $("#seed"), n: $("#n"), truncation: $("#truncation"), model: $("#model") });
+  const generateInputs = () => ({ seed: $("#seed"), n: $("#n"), truncation: $("#truncation"), model: $("#model"), class: $("#class") });
 
   async function generate(event) {
     if (event) event.preventDefault();
@@ -212,6 +240,7 @@
     const body = { seed: numberOrRaw($("#seed")), n, truncation: Number($("#truncation").value) };
     const model = selectedModel();
     if (model) body.model = model;
+    withClass(body);
     setBusy(button, true, "Generating…");
     grid.setAttribute("aria-busy", "true");
     const skeletons = Number.isInteger(n) && n >= 1 && n <= state.nMax ? n : 0;
@@ -287,6 +316,7 @@
     };
     const model = selectedModel();
     if (model) body.model = model;
+    withClass(body);
     setBusy(button, true, "Walking…");
     box.classList.add("loading");
     box.textContent = "";
@@ -359,6 +389,8 @@
         const form = new FormData();
         for (const file of chunk) form.append("images", file, file.name);
         if (model) form.append("model", model);
+        const klass = selectedClass();
+        if (klass !== undefined) form.append("class", String(klass));
         const result = await (await api("score", { method: "POST", body: form })).json();
         result.scores.forEach((s, i) => fillScore(rows[start + i], s, result.model));
       }
@@ -437,6 +469,7 @@
       describeModel();
       if (state.lastImages.length) generate();
     });
+    $("#class").addEventListener("change", () => { if (state.lastImages.length) generate(); });
     $("#theme").addEventListener("click", toggleTheme);
     $("#score-grid").addEventListener("click", scoreGrid);
 

@@ -123,7 +123,7 @@ def test_score_matches_the_model_in_process(client: httpx.Client, tiny_models_di
     model = ModelStore.load(Settings(models_dir=tiny_models_dir, provider="cpu")).get("tiny-a")
     x = model.manifest.image.from_uint8(_pixels(generated).astype(np.uint8)[None, :, :, None])
     assert r.json()["scores"][0]["logit"] == pytest.approx(
-        float(model.discriminate(x)[0]), abs=1e-4
+        float(model.discriminate(x)[0, 0]), abs=1e-4
     )
 
 

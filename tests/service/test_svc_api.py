@@ -65,21 +65,6 @@ def test_defaults_and_settings_bounds_come_from_the_table() -> None:
     assert "columns" not in api.check_fields("generate_grid", {"seed": 1}, Settings())
 
 
-# A hypothetical field for class-conditional models, added in one place: the table.
-CLASS_FIELD = api.Field(
-    "class",
-    frozenset({"generate", "generate_grid", "interpolate"}),
-    api.Integer(0, 9),
-    default=None,
-    description="the class to generate (class-conditional models)",
-)
-
-
-@pytest.fixture
-def with_class_field(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(api, "FIELDS", (*api.FIELDS, CLASS_FIELD))
-
-
 def _serve(models: Path, scenario: Any) -> None:
     settings = Settings(models_dir=models, default_model="tiny-a")
     app = build_app(settings, ModelStore.load(settings), registry=CollectorRegistry())
@@ -91,45 +76,6 @@ def _serve(models: Path, scenario: Any) -> None:
                 await scenario(client)
 
     asyncio.run(main())
-
-
-@pytest.mark.usefixtures("with_class_field")
-def test_a_new_field_in_the_table_is_validated_documented_and_accepted(
-    tiny_models_dir: Path,
-) -> None:
-    async def scenario(client: httpx.AsyncClient) -> None:
-        bodies = {
-            "/generate": {"seed": 1},
-            "/generate_grid": {"seed": 1, "n": 2},
-            "/interpolate": {"seed_a": 1, "seed_b": 2, "steps": 2},
-        }
-        for path, body in bodies.items():
-            ok = await client.post(path, json={**body, "class": 3})
-            assert ok.status_code == 200, (path, ok.text)
-            bad = await client.post(path, json={**body, "class": 10})
-            assert bad.status_code == 400, path
-            assert bad.json() == {
-                "error": "class must be in [0, 9], got 10",
-                "reason": "invalid_field",
-                "field": "class",
-            }
-        form = await client.post("/score", files=[("images", ("a.png", b"x"))], data={"class": "3"})
-        assert form.json()["field"] == "class"  # not one of /score's fields
-        document = (await client.get("/openapi.json")).json()
-        for path in bodies:
-            schema = document["paths"][path]["post"]["requestBody"]["content"]["application/json"][
-                "schema"
-            ]
-            assert schema["properties"]["class"] == {
-                "type": "integer",
-                "minimum": 0,
-                "maximum": 9,
-                "description": "the class to generate (class-conditional models)",
-            }
-
-    _serve(tiny_models_dir, scenario)
-    values = api.check_fields("generate", {"seed": 1, "class": 2}, Settings())
-    assert values["class"] == 2
 
 
 def test_every_route_has_a_handler_and_an_openapi_operation() -> None:

@@ -30,8 +30,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def url(tiny_models_dir: Path) -> Iterator[str]:
-    settings = Settings(models_dir=tiny_models_dir, default_model="tiny-a", max_score_images=8)
+def url(conditional_models_dir: Path) -> Iterator[str]:
+    settings = Settings(
+        models_dir=conditional_models_dir, default_model="tiny-a", max_score_images=8
+    )
     store = ModelStore.load(settings)
     app = build_app(settings, store, registry=CollectorRegistry())
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -155,7 +157,9 @@ def test_models(url: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert lines[0].split() == ["NAME", "SIZE", "Z_DIM", "LOSS"]
     assert lines[1].split() == ["tiny-a", "28x28x1", "8", "ns", "default"]
     assert lines[2].split() == ["tiny-b", "32x32x3", "16", "wgan-gp"]
-    assert lines[3] == "provider: CPUExecutionProvider"
+    assert lines[3].split() == ["tiny-c", "16x16x1", "8", "ns"]
+    assert lines[4] == "provider: CPUExecutionProvider"
+    assert lines[5] == "classes of tiny-c: 0 circle, 1 square, 2 7"
     code, out, _ = _run(capsys, url, "models", "--json")
     assert json.loads(out)["default"] == "tiny-a"
 
@@ -249,7 +253,7 @@ def test_stdout_output(url: str, capsysbinary: pytest.CaptureFixture[bytes]) -> 
             ["generate", "--seed", "1", "--model", "nope"],
             404,
             {
-                "error": "unknown model 'nope'; served: tiny-a, tiny-b",
+                "error": "unknown model 'nope'; served: tiny-a, tiny-b, tiny-c",
                 "reason": "unknown_model",
                 "field": "model",
             },
@@ -371,3 +375,40 @@ def test_non_json_error_body() -> None:
         pytest.raises(cli.GanClientError, match=r"answered 502: <html>Bad gateway</html>$"),
     ):
         client.generate_grid(1)
+
+
+def test_class_option(url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--class`` by name or index, on every command that makes or judges images."""
+    files = {}
+    for value in ("square", "1", "circle"):
+        out = tmp_path / f"{value}.png"
+        code, _, err = _run(
+            capsys,
+            url,
+            "generate",
+            "--model",
+            "tiny-c",
+            "--seed",
+            "3",
+            "--class",
+            value,
+            "-o",
+            str(out),
+        )
+        assert (code, err) == (0, "")
+        files[value] = out.read_bytes()
+    assert files["square"] == files["1"] != files["circle"]
+    code, out, _ = _run(
+        capsys, url, "score", "--model", "tiny-c", "--class", "7", str(tmp_path / "1.png")
+    )
+    assert code == 0 and "realness" in out
+    code, _, err = _run(
+        capsys, url, "generate", "--model", "tiny-c", "--seed", "3", "--class", "owl"
+    )
+    assert code == 1 and "has no class 'owl'" in err and "0 'circle'" in err
+    walk = tmp_path / "walk.png"
+    code, _, err = _run(
+        capsys, url, "interpolate", "--model", "tiny-c", "--seed-a", "1", "--seed-b", "2",
+        "--steps", "2", "--class", "square", "-o", str(walk),
+    )  # fmt: skip
+    assert (code, err) == (0, "") and walk.read_bytes()[:4] == b"\x89PNG"

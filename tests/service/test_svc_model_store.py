@@ -44,7 +44,7 @@ def test_generate_and_discriminate_shapes(models: Path) -> None:
     model = ModelStore.load(Settings(models_dir=models)).get("tiny-b")
     images = model.generate(latents(7, 3, 16))
     assert images.shape == (3, 3, 32, 32)
-    assert model.discriminate(images).shape == (3,)
+    assert model.discriminate(images).shape == (3, 1)  # one logit column, no OOD term
 
 
 def test_unknown_model(models: Path) -> None:

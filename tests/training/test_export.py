@@ -146,7 +146,9 @@ def test_the_service_loader_serves_what_torch_computes(packed, monkeypatch) -> N
         # The packed D scores one image as the pack made of that image repeated.
         expected_logits = d(torch.from_numpy(expected).repeat(1, 2, 1, 1)).numpy()
     np.testing.assert_allclose(model.generate(z), expected, atol=1e-4)
-    np.testing.assert_allclose(model.discriminate(expected), expected_logits, atol=1e-4)
+    logits, ood = model.split_scores(model.discriminate(expected))
+    np.testing.assert_allclose(logits, expected_logits, atol=1e-4)
+    assert ood is not None and ood.shape == (8,) and np.isfinite(ood).all()
 
 
 def test_conditional_model_folder(conditional) -> None:

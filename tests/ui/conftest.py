@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
+from fixtures.tiny_models import build_conditional_model
 from server_process import Server, launch, wait_ready
 from smooth_model import build_smooth_model
 
@@ -64,10 +65,12 @@ def _find(env: str, name: str) -> str | None:
 
 @pytest.fixture(scope="session")
 def ui_server(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """tiny-a (default), tiny-b, blobs (smooth RGB images) and the bundled mnist-dcgan (the screenshot's)."""
+    """tiny-a (default), tiny-b, tiny-c (class-conditional), blobs (smooth RGB images) and the
+    bundled mnist-dcgan (the screenshot's)."""
     models = tmp_path_factory.mktemp("ui_models")
     for folder in tiny_models_dir.iterdir():
         shutil.copytree(folder, models / folder.name)
+    build_conditional_model(models, name="tiny-c")
     build_smooth_model(models)
     shutil.copytree(
         Path(__file__).resolve().parents[2] / "models" / "mnist-dcgan", models / "mnist-dcgan"

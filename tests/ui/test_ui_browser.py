@@ -80,7 +80,7 @@ def test_page_is_served_locally_and_lists_models(browser: Any, ui_server: Server
     options = [
         o.get_attribute("value") for o in browser.find_elements("css selector", "#model option")
     ]
-    assert options == ["blobs", "mnist-dcgan", "tiny-a", "tiny-b"]
+    assert options == ["blobs", "mnist-dcgan", "tiny-a", "tiny-b", "tiny-c"]
     assert browser.find_element("id", "model").get_attribute("value") == "tiny-a"
     assert "28×28 grey" in browser.find_element("id", "model-info").text
     # No CDN: every resource the page loaded came from the server itself.
@@ -92,6 +92,40 @@ def test_page_is_served_locally_and_lists_models(browser: Any, ui_server: Server
     assert foreign == []
     severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert severe == []
+
+
+def test_class_picker_of_a_conditional_model(browser: Any, ui_server: Server) -> None:
+    """The picker appears for a class-conditional model only; the images are the API's for the
+    picked class, and "any" gives each seed its own class, as the API without a class does."""
+    from selenium.webdriver.support.ui import Select
+
+    _open(browser, ui_server)
+    assert not browser.find_element("id", "class-field").is_displayed()  # tiny-a: no classes
+    Select(browser.find_element("id", "model")).select_by_value("tiny-c")
+    assert browser.find_element("id", "class-field").is_displayed()
+    picker = Select(browser.find_element("id", "class"))
+    assert [o.text for o in picker.options] == [
+        "any (from the seed)",
+        "0 · circle",
+        "1 · square",
+        "2 · 7",
+    ]
+    assert "3 classes" in browser.find_element("id", "model-info").text
+    for value, klass in (("1", {"class": 1}), ("", {})):
+        picker.select_by_value(value)
+        _set(browser, "seed", "5")
+        _set(browser, "n", "4")
+        browser.find_element("id", "generate-btn").click()
+        body = {"seed": 5, "n": 4, "model": "tiny-c", **klass}
+        api = httpx.post(f"{ui_server.url}/generate", json=body, timeout=30).json()
+        expected = [f"data:image/png;base64,{i['png']}" for i in api["images"]]
+        _wait(
+            browser,
+            lambda d, want=expected: [i["src"] for i in _loaded_images(d, "#grid img")] == want,
+            f"the images of class {value or 'any'}",
+        )
+    Select(browser.find_element("id", "model")).select_by_value("tiny-a")
+    assert not browser.find_element("id", "class-field").is_displayed()
 
 
 def test_generate_walk_and_score(browser: Any, ui_server: Server, tmp_path: Path) -> None:
