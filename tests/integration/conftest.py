@@ -11,8 +11,11 @@ from server_process import Server, launch, wait_ready
 
 
 @pytest.fixture(scope="session")
-def server(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = launch(tiny_models_dir, tmp_path_factory.mktemp("bentoml_home"))
+def server(
+    conditional_models_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """tiny-a (default), tiny-b and the class-conditional tiny-c."""
+    srv = launch(conditional_models_dir, tmp_path_factory.mktemp("bentoml_home"))
     try:
         wait_ready(srv)
         yield srv

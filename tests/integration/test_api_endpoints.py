@@ -63,7 +63,8 @@ def test_models_lists_manifests_and_provider(client: httpx.Client) -> None:
     assert body["default"] == "tiny-a"
     assert body["provider"] == "CPUExecutionProvider"
     by_name = {m["name"]: m for m in body["models"]}
-    assert set(by_name) == {"tiny-a", "tiny-b"}
+    assert set(by_name) == {"tiny-a", "tiny-b", "tiny-c"}
+    assert by_name["tiny-c"]["classes"] == ["circle", "square", "7"]
     b = by_name["tiny-b"]
     assert (b["z_dim"], b["channels"], b["height"], b["width"], b["loss"]) == (
         16,
@@ -160,3 +161,28 @@ def test_truncation_changes_the_image_deterministically(client: httpx.Client) ->
 
     assert np.abs(get(0.3) - get(0.3)).max() == 0
     assert np.abs(get(0.3) - get(1.0)).max() > 1
+
+
+def test_conditional_model_same_seed_same_image_across_batches_and_workers(
+    client: httpx.Client,
+) -> None:
+    """Without a class each seed draws its own, so a seed alone and inside a batch (and under
+    concurrency, on either worker) is the same picture; with a class, every image has it."""
+    batch = client.post("/generate", json={"seed": 500, "n": 12, "model": "tiny-c"}).json()
+    alone = client.post("/generate", json={"seed": 507, "model": "tiny-c"}).json()["images"][0]
+    assert (_pixels(alone["png"]) == _pixels(batch["images"][7]["png"])).all()
+
+    def one(seed: int) -> np.ndarray:
+        with httpx.Client(base_url=str(client.base_url), timeout=30) as c:
+            body = {"seed": seed, "model": "tiny-c", "class": "square"}
+            return _pixels(c.post("/generate", json=body).json()["images"][0]["png"])
+
+    with ThreadPoolExecutor(8) as pool:
+        concurrent = list(pool.map(one, range(600, 616)))
+    together = client.post(
+        "/generate", json={"seed": 600, "n": 16, "model": "tiny-c", "class": 1}
+    ).json()["images"]
+    for got, want in zip(concurrent, together, strict=True):
+        assert (got == _pixels(want["png"])).all()
+    refused = client.post("/generate", json={"seed": 1, "model": "tiny-c", "class": "owl"})
+    assert refused.status_code == 400 and "0 'circle'" in refused.json()["error"]
