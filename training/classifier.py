@@ -17,7 +17,6 @@ i.e. ``u8 / 127.5 - 1``, the GANs' pixel range; outputs ``logits`` (B,10) and ``
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
@@ -31,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from contract.files import sha256_file
+from contract.pixels import from_uint8
 from training.idx import load_split
 
 CLASSIFIER_DIR = Path(__file__).resolve().parent / "classifiers"
@@ -41,7 +42,7 @@ DATASETS = ("mnist", "fashion-mnist")
 
 def to_model_range(images_u8: np.ndarray) -> np.ndarray:
     """uint8 (N,28,28) or (N,1,28,28) -> float32 (N,1,28,28) in [-1, 1], the GANs' pixel range."""
-    x = np.asarray(images_u8, dtype=np.float32) / 127.5 - 1.0
+    x = from_uint8(images_u8)
     return x.reshape(len(x), 1, 28, 28)
 
 
@@ -218,10 +219,6 @@ def check_parity(model: SmallCNN, path: Path, images: np.ndarray) -> float:
     )
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", choices=DATASETS, required=True)
@@ -245,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     summary |= {
         "onnx": {
             "file": onnx_path.name,
-            "sha256": sha256(onnx_path),
+            "sha256": sha256_file(onnx_path),
             "bytes": onnx_path.stat().st_size,
             "opset": 18,
             "input": {"name": "images", "shape": ["B", 1, 28, 28], "range": "u8 / 127.5 - 1"},

@@ -163,6 +163,7 @@ class ArraySampler:
         start = self.batch_in_epoch * self.batch_size
         idx = self._order[start : start + self.batch_size]
         self.batch_in_epoch += 1
+        # contract.pixels.from_uint8 for the [-1, 1] range, done in torch on the device.
         batch = self.images[idx].to(self.device, non_blocking=True).float() / 127.5 - 1.0
         if self.labels is None:
             return batch

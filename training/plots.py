@@ -15,13 +15,14 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
+from contract import pixels
 from training.checkpoint import atomic_write
 
 
 def to_uint8(images: Tensor | np.ndarray) -> np.ndarray:
-    """``[-1, 1]`` float ``(N, C, H, W)`` to uint8, the rounding docs/model-format.md specifies."""
+    """``[-1, 1]`` float ``(N, C, H, W)`` to uint8 with the contract's rounding (contract.pixels)."""
     x = images.detach().cpu().numpy() if isinstance(images, Tensor) else np.asarray(images)
-    return np.clip(np.round((x + 1.0) * 127.5), 0, 255).astype(np.uint8)
+    return pixels.to_uint8(x)
 
 
 def image_grid(images: Tensor | np.ndarray, nrow: int | None = None, pad: int = 2) -> np.ndarray:
