@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
-from prometheus_client import CollectorRegistry
 from starlette.routing import Route
 
 from service import api
 from service.app import build_app
 from service.errors import ApiError
-from service.model_store import ModelStore
 from service.openapi import openapi_document
 from service.settings import Settings
 
@@ -63,19 +57,6 @@ def test_defaults_and_settings_bounds_come_from_the_table() -> None:
     with pytest.raises(ApiError, match=r"n must be in \[1, 8\], got 9"):
         api.check_fields("generate", {"seed": 1, "n": 9}, Settings(n_max=8))
     assert "columns" not in api.check_fields("generate_grid", {"seed": 1}, Settings())
-
-
-def _serve(models: Path, scenario: Any) -> None:
-    settings = Settings(models_dir=models, default_model="tiny-a")
-    app = build_app(settings, ModelStore.load(settings), registry=CollectorRegistry())
-
-    async def main() -> None:
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-                await scenario(client)
-
-    asyncio.run(main())
 
 
 def test_every_route_has_a_handler_and_an_openapi_operation() -> None:

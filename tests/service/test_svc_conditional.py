@@ -3,7 +3,6 @@ own class when none is named, classes in /models and OpenAPI, realness against a
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
 from pathlib import Path
@@ -12,27 +11,13 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from fixtures.asgi import serve
 from fixtures.tiny_models import CLASSES
 from PIL import Image
-from prometheus_client import CollectorRegistry
 
 from contract.latents import classes_for_seeds, latents
-from service.app import build_app
 from service.model_store import ModelStore
 from service.settings import Settings
-
-
-def _serve(models: Path, scenario: Any) -> None:
-    settings = Settings(models_dir=models, default_model="tiny-a")
-    app = build_app(settings, ModelStore.load(settings), registry=CollectorRegistry())
-
-    async def main() -> None:
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-                await scenario(client)
-
-    asyncio.run(main())
 
 
 def _pixels(entry: dict[str, Any]) -> np.ndarray:
@@ -65,7 +50,7 @@ def test_generate_by_index_and_by_name(conditional_models_dir: Path, store: Mode
             _pixels(r.json()["images"][0]), _expected(store, 40, 1, np.array([2]))[0]
         )
 
-    _serve(conditional_models_dir, scenario)
+    serve(conditional_models_dir, scenario)
 
 
 def test_without_a_class_each_seed_draws_its_own(
@@ -82,7 +67,7 @@ def test_without_a_class_each_seed_draws_its_own(
         one = await client.post("/generate", json={"seed": 105, "model": "tiny-c"})
         np.testing.assert_array_equal(_pixels(one.json()["images"][0]), got[5])
 
-    _serve(conditional_models_dir, scenario)
+    serve(conditional_models_dir, scenario)
 
 
 def test_bad_classes_are_400s_that_name_the_classes(conditional_models_dir: Path) -> None:
@@ -105,7 +90,7 @@ def test_bad_classes_are_400s_that_name_the_classes(conditional_models_dir: Path
             r = await client.post(path, json={**body, "class": 0})  # tiny-a: unconditional
             assert r.status_code == 400 and "not class-conditional" in r.json()["error"]
 
-    _serve(conditional_models_dir, scenario)
+    serve(conditional_models_dir, scenario)
 
 
 def test_grid_and_interpolate_take_a_class(conditional_models_dir: Path) -> None:
@@ -128,7 +113,7 @@ def test_grid_and_interpolate_take_a_class(conditional_models_dir: Path) -> None
             walks.append(r.content)
         assert walks[0] != walks[1]
 
-    _serve(conditional_models_dir, scenario)
+    serve(conditional_models_dir, scenario)
 
 
 def test_models_and_openapi_list_the_classes(conditional_models_dir: Path) -> None:
@@ -141,7 +126,7 @@ def test_models_and_openapi_list_the_classes(conditional_models_dir: Path) -> No
         prop = body["schema"]["properties"]["class"]
         assert "tiny-c: circle, square, 7" in prop["description"]
 
-    _serve(conditional_models_dir, scenario)
+    serve(conditional_models_dir, scenario)
 
 
 def test_score_against_a_class_and_without(conditional_models_dir: Path, store: ModelStore) -> None:
@@ -168,4 +153,4 @@ def test_score_against_a_class_and_without(conditional_models_dir: Path, store: 
         r = await client.post("/score", files=files, data={"model": "tiny-c", "class": "owl"})
         assert r.status_code == 400 and r.json()["field"] == "class"
 
-    _serve(conditional_models_dir, scenario)
+    serve(conditional_models_dir, scenario)
