@@ -10,7 +10,8 @@ under httpx or plain uvicorn. What it holds, outside in:
 - the routes (``api.py``'s table, handlers in ``http_app.py``), ``/openapi.json``, the web page;
   every error JSON, unknown paths included;
 - the lifespan: models loaded (or handed in), metrics, the engine and its batchers, the SIGTERM
-  refusal of new connections (``shutdown.py``).
+  refusal of new connections (``shutdown.py``), the heartbeat the supervisor watches
+  (``supervisor.py``, only under ``bentoml serve``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from service.model_store import ModelStore, ModelStoreError
 from service.openapi import openapi_endpoint
 from service.settings import Settings
 from service.shutdown import with_refusal_on_sigterm
+from service.supervisor import start_heartbeat
 from service.ui import UI_PATH, public_paths, ui_routes
 
 log = logging.getLogger("gan.app")
@@ -169,9 +171,13 @@ def build_app(
         )
         if gc_tuning:
             tune_gc()  # last: everything loaded so far is long-lived
+        # Under `bentoml serve`: tells the supervisor this worker's event loop runs.
+        stop_heartbeat = start_heartbeat()
         try:
             yield
         finally:
+            if stop_heartbeat is not None:
+                stop_heartbeat()
             runtime.engine = None
             await engine.aclose()
 

@@ -301,7 +301,8 @@ def _session(
 
 
 def _smoke_test(model: LoadedModel) -> None:
-    """Two rows through both graphs: proves the batch axis is dynamic and the shapes match."""
+    """Two rows through both graphs: proves the batch axis is dynamic, the shapes match and the
+    values are numbers (a NaN generator would otherwise serve black images)."""
     m = model.manifest
     expected = (2, m.image.channels, m.image.height, m.image.width)
     try:
@@ -315,6 +316,11 @@ def _smoke_test(model: LoadedModel) -> None:
             f"{model.directory / m.generator.file}: output shape {images.shape}, "
             f"model.json says {expected}"
         )
+    if not np.isfinite(images).all():
+        raise _BrokenModelError(
+            f"{model.directory / m.generator.file}: non-finite output (NaN or infinity) on a "
+            f"(2, {m.z_dim}) latent batch"
+        )
     try:
         raw = model.discriminator.run([m.discriminator.output], {m.discriminator.input: images})[0]
     except Exception as exc:
@@ -324,4 +330,9 @@ def _smoke_test(model: LoadedModel) -> None:
     if np.asarray(raw).size != 2:
         raise _BrokenModelError(
             f"{model.directory / m.discriminator.file}: output shape {np.shape(raw)}, expected (2,)"
+        )
+    if not np.isfinite(raw).all():
+        raise _BrokenModelError(
+            f"{model.directory / m.discriminator.file}: non-finite output (NaN or infinity) on "
+            "the generator's smoke batch"
         )

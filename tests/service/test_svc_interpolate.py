@@ -275,3 +275,29 @@ def test_ui_files_are_served(tiny_models_dir: Path) -> None:
         assert (r.status_code, r.json()["reason"]) == (404, "not_found")
 
     _run(tiny_models_dir, scenario)
+
+
+def test_render_stops_when_its_request_is_cancelled() -> None:
+    import threading
+
+    from service.interpolate import RenderCancelled, render
+
+    pixels = np.zeros((64, 8, 8, 1), dtype=np.uint8)
+    gif = InterpolateParams(1, 2, 64, None, 1.0, "gif")
+    cancelled = threading.Event()
+    cancelled.set()
+    for fmt in ("png", "gif", "webp"):
+        with pytest.raises(RenderCancelled):
+            render(pixels, InterpolateParams(1, 2, 64, None, 1.0, fmt), cancelled)
+    # between GIF frames: set by the event loop while the thread encodes
+    frames_seen = []
+
+    class Flag(threading.Event):
+        def is_set(self) -> bool:
+            frames_seen.append(1)
+            return len(frames_seen) > 5
+
+    with pytest.raises(RenderCancelled):
+        render(pixels, gif, Flag())
+    assert len(frames_seen) == 6
+    assert render(pixels, gif).startswith(b"GIF89a")
