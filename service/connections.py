@@ -160,6 +160,7 @@ if HttpToolsProtocol is not None:
             self._head_size = 0  # request line and header bytes, as parsed
             self._head_lines = 0
             self._head_timer: asyncio.TimerHandle | None = None
+            self._head_fresh = False  # the timer running is the idle connection's, not a head's
 
         # --- connection ---
 
@@ -187,6 +188,7 @@ if HttpToolsProtocol is not None:
                 _TRACKER.warn(count, limit, "close to the limit")
             _TRACKER.wait(self)
             self._arm_head_timer()
+            self._head_fresh = True
 
         def connection_lost(self, exc: Exception | None) -> None:
             _TRACKER.busy(self)
@@ -195,18 +197,19 @@ if HttpToolsProtocol is not None:
 
         def data_received(self, data: bytes) -> None:
             if self._in_head:
-                if self._head_timer is None:
-                    self._arm_head_timer()
                 self._head_bytes += len(data)
             super().data_received(data)
-            # Still in the head after this chunk: past the limit it can only be refused. (One
-            # that completed in it was counted line by line, in on_headers_complete.)
-            if (
-                self._in_head
-                and self._head_bytes > self._limits.max_header_bytes
-                and not self.transport.is_closing()
-            ):
+            if not self._in_head or self._head_bytes == 0 or self.transport.is_closing():
+                return
+            # Still in the head after this chunk (a whole head in one chunk, the usual case,
+            # never arms a timer): past the limit it can only be refused; else the clock runs
+            # from its first byte. (A head that completed was counted line by line, in
+            # on_headers_complete.)
+            if self._head_bytes > self._limits.max_header_bytes:
                 self._close_with(_head_too_large(self._limits))
+            elif self._head_timer is None or self._head_fresh:
+                self._head_fresh = False
+                self._arm_head_timer()
 
         # --- parser callbacks ---
 
