@@ -268,11 +268,7 @@ def slow(args: argparse.Namespace) -> dict[str, Any]:
             "failures": sorted(set(failures)),
             "drip_closed_by_server": closed["drip"],
             "idle_closed_by_server": idle_closed,
-            "logged": [
-                line[-160:]
-                for line in log.splitlines()
-                if "[gan.connections]" in line
-            ][:5],
+            "logged": [line[-160:] for line in log.splitlines() if "[gan.connections]" in line][:5],
         }
 
 

@@ -5,7 +5,6 @@ idle connections beyond the descriptors a worker has make room for fresh request
 
 from __future__ import annotations
 
-import contextlib
 import json
 import socket
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fixtures.in_process import exchange
 from integration.server_process import Server, launch, wait_ready
 from rel_helpers import AUTH
 
@@ -45,18 +45,9 @@ def _address(srv: Server) -> tuple[str, int]:
 
 
 def _exchange(srv: Server, data: bytes, timeout: float = 15.0) -> tuple[bytes, float]:
-    """Send ``data`` (the server may stop reading it) and read until the server closes."""
     t0 = time.monotonic()
-    with socket.create_connection(_address(srv), timeout=timeout) as sock:
-        with contextlib.suppress(OSError):  # refused mid-way: the answer is already waiting
-            sock.sendall(data)
-        received = b""
-        try:
-            while chunk := sock.recv(65536):
-                received += chunk
-        except (TimeoutError, ConnectionResetError):
-            pass
-    return received, time.monotonic() - t0
+    answer = exchange(_address(srv), data, timeout)
+    return answer, time.monotonic() - t0
 
 
 def _body(answer: bytes) -> dict[str, object]:

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
+from fixtures.in_process import serve
 from prometheus_client import CollectorRegistry
 from starlette.routing import Route
 
 from service import api
 from service.app import build_app
 from service.errors import ApiError
-from service.model_store import ModelStore
 from service.openapi import openapi_document
 from service.settings import Settings
 
@@ -80,24 +78,11 @@ def with_class_field(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(api, "FIELDS", (*api.FIELDS, CLASS_FIELD))
 
 
-def _serve(models: Path, scenario: Any) -> None:
-    settings = Settings(models_dir=models, default_model="tiny-a")
-    app = build_app(settings, ModelStore.load(settings), registry=CollectorRegistry())
-
-    async def main() -> None:
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-                await scenario(client)
-
-    asyncio.run(main())
-
-
 @pytest.mark.usefixtures("with_class_field")
 def test_a_new_field_in_the_table_is_validated_documented_and_accepted(
     tiny_models_dir: Path,
 ) -> None:
-    async def scenario(client: httpx.AsyncClient) -> None:
+    async def scenario(client: httpx.AsyncClient, registry: CollectorRegistry) -> None:
         bodies = {
             "/generate": {"seed": 1},
             "/generate_grid": {"seed": 1, "n": 2},
@@ -127,7 +112,7 @@ def test_a_new_field_in_the_table_is_validated_documented_and_accepted(
                 "description": "the class to generate (class-conditional models)",
             }
 
-    _serve(tiny_models_dir, scenario)
+    serve(tiny_models_dir, scenario)
     values = api.check_fields("generate", {"seed": 1, "class": 2}, Settings())
     assert values["class"] == 2
 

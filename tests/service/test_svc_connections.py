@@ -3,7 +3,6 @@ and line count (431), head time (408 / silent close), connections per worker."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import socket
 import threading
@@ -13,6 +12,7 @@ from typing import Any
 
 import pytest
 import uvicorn
+from fixtures.in_process import exchange
 
 from service import connections
 from service.connections import ConnectionLimits, GuardedHttpToolsProtocol
@@ -62,17 +62,7 @@ def port() -> Iterator[int]:
 
 
 def _exchange(port: int, data: bytes, timeout: float = 5.0) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        # the server may close while we send: its answer is already there
-        with contextlib.suppress(OSError):
-            sock.sendall(data)
-        received = b""
-        try:
-            while chunk := sock.recv(65536):
-                received += chunk
-        except (TimeoutError, ConnectionResetError):
-            pass
-        return received
+    return exchange(("127.0.0.1", port), data, timeout)
 
 
 def test_a_normal_request_passes(port: int) -> None:
