@@ -247,6 +247,12 @@ class Server:
                 self.process.wait(timeout=5)
 
 
+def _limit_files(nofile: int) -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
+
 def _wait_http(server: Server, path: str, timeout: float, ok: Any = None) -> None:
     deadline = time.monotonic() + timeout
     url = server.base_url + path
@@ -274,9 +280,11 @@ def start_ours(
     workdir: Path,
     bare: bool = False,
     cwd: Path | None = None,
+    nofile: int | None = None,
 ) -> Server:
     """``bentoml serve service.service:GanService`` (or, ``bare``, the same Starlette app under
-    plain uvicorn: bench/bare_server.py) with its own BENTOML_HOME, on 127.0.0.1."""
+    plain uvicorn: bench/bare_server.py) with its own BENTOML_HOME, on 127.0.0.1; ``nofile``:
+    under that file-descriptor limit, soft and hard (as ``ulimit -n`` would)."""
     port = port or free_port()
     workdir = workdir.resolve()
     home = workdir / f"home-{name}"
@@ -317,6 +325,7 @@ def start_ours(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=None if nofile is None else lambda: _limit_files(nofile),
         )
     server = Server(name, f"http://127.0.0.1:{port}", process, log_path, meta={"env": env or {}})
     boost([process.pid])

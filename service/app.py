@@ -10,13 +10,15 @@ under httpx or plain uvicorn. What it holds, outside in:
 - the routes (``api.py``'s table, handlers in ``http_app.py``), ``/openapi.json``, the web page;
   every error JSON, unknown paths included;
 - the lifespan: models loaded (or handed in), metrics, the engine and its batchers, the SIGTERM
-  refusal of new connections (``shutdown.py``).
+  refusal of new connections (``shutdown.py``), the heartbeat the supervisor watches
+  (``supervisor.py``, only under ``bentoml serve``).
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -39,6 +41,7 @@ from service.model_store import ModelStore, ModelStoreError
 from service.openapi import openapi_endpoint
 from service.settings import Settings
 from service.shutdown import with_refusal_on_sigterm
+from service.supervisor import start_heartbeat
 from service.ui import UI_PATH, public_paths, ui_routes
 
 log = logging.getLogger("gan.app")
@@ -54,10 +57,17 @@ OPENAPI_PATH = "/openapi.json"
 GC_THRESHOLDS = (20_000, 50, 100)
 
 
+# The GIL's switch interval (Python's default: 5 ms). An expensive request's encoding thread
+# holds the GIL in its Python and numpy steps; the event loop then waits up to this long each
+# time it needs the GIL back, several times per cheap request.
+SWITCH_INTERVAL_S = 0.001
+
+
 def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
 def endpoint_label(path: str) -> str:
@@ -169,9 +179,13 @@ def build_app(
         )
         if gc_tuning:
             tune_gc()  # last: everything loaded so far is long-lived
+        # Under `bentoml serve`: tells the supervisor this worker's event loop runs.
+        stop_heartbeat = start_heartbeat()
         try:
             yield
         finally:
+            if stop_heartbeat is not None:
+                stop_heartbeat()
             runtime.engine = None
             await engine.aclose()
 

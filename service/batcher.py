@@ -23,8 +23,22 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from service.limits import heavy_executor
+
 RunBatch = Callable[[np.ndarray], np.ndarray]
 OnBatch = Callable[[int, float], None]
+
+
+class RowsFailed(Exception):
+    """Raised by ``run`` when only some rows failed: ``output`` for all rows, ``failed`` a
+    boolean mask of the bad ones. Requests whose rows are all good get their results; the
+    others get ``error``, so one bad input never fails the requests it shared a batch with."""
+
+    def __init__(self, output: np.ndarray, failed: np.ndarray, error: Exception) -> None:
+        super().__init__(str(error))
+        self.output = output
+        self.failed = failed
+        self.error = error
 
 
 class _Item:
@@ -51,6 +65,7 @@ class MicroBatcher:
         max_batch_size: int,
         max_latency_s: float = 0.0,
         on_batch: OnBatch | None = None,
+        low_priority: bool = False,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
@@ -63,7 +78,11 @@ class MicroBatcher:
         self._queued_rows = 0
         self._wakeup = asyncio.Event()
         self._full = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ort-{name}")
+        self._executor = (
+            heavy_executor(1, f"ort-{name}")
+            if low_priority
+            else ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ort-{name}")
+        )
         self._worker: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -129,10 +148,13 @@ class MicroBatcher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._full.wait(), remaining)
 
-    def _timed_run(self, batch: np.ndarray) -> tuple[np.ndarray, float]:
+    def _timed_run(self, batch: np.ndarray) -> tuple[np.ndarray, float, RowsFailed | None]:
         start = time.perf_counter()
-        out = self._run(batch)
-        return out, time.perf_counter() - start
+        try:
+            out, partial = self._run(batch), None
+        except RowsFailed as exc:
+            out, partial = exc.output, exc
+        return out, time.perf_counter() - start, partial
 
     async def _work(self) -> None:
         loop = asyncio.get_running_loop()
@@ -148,7 +170,9 @@ class MicroBatcher:
                 continue
             batch = items[0].rows if len(items) == 1 else np.concatenate([i.rows for i in items])
             try:
-                out, seconds = await loop.run_in_executor(self._executor, self._timed_run, batch)
+                out, seconds, partial = await loop.run_in_executor(
+                    self._executor, self._timed_run, batch
+                )
                 if out.shape[0] != batch.shape[0]:
                     raise RuntimeError(
                         f"batcher {self.name}: {batch.shape[0]} rows in, {out.shape[0]} out"
@@ -164,5 +188,8 @@ class MicroBatcher:
             for item in items:
                 stop = start + item.rows.shape[0]
                 if not item.future.done():
-                    item.future.set_result(out[start:stop])
+                    if partial is not None and partial.failed[start:stop].any():
+                        item.future.set_exception(partial.error)
+                    else:
+                        item.future.set_result(out[start:stop])
                 start = stop

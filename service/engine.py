@@ -7,16 +7,19 @@ built inside the ASGI app's lifespan and closed there.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import Any, TypeVar
 
 import numpy as np
 
 from contract.latents import latents_for_seeds
 from contract.realness import class_logits
-from service.batcher import MicroBatcher
+from service.batcher import MicroBatcher, RowsFailed
 from service.conditioning import FROM_SEED, class_index, row_classes
 from service.imaging import ImageRejected, uploads_to_pixels
+from service.limits import HeavyGate, heavy_executor
 from service.metrics import GanMetrics
 from service.model_store import LoadedModel, ModelStore
 from service.settings import Settings
@@ -48,7 +51,50 @@ class UploadRejected(ValueError):
         self.reason = error.reason
 
 
-def generate_rows(model: LoadedModel, rows: np.ndarray) -> np.ndarray:
+class NonFiniteOutput(RuntimeError):
+    """A graph gave NaN or infinity: never a black image, an invalid JSON number, or a value
+    in the realness histogram. The request gets a 500 ``non_finite_output``."""
+
+    def __init__(self, model: str, graph: str, rows: int) -> None:
+        super().__init__(
+            f"model {model!r}: the {graph} gave non-finite values (NaN or infinity) for "
+            f"{rows} row(s) of this batch; the model is faulty for these inputs"
+        )
+        self.model = model
+        self.graph = graph
+
+
+OnBad = Callable[[int], None]
+T = TypeVar("T")
+
+
+def _finite_or_fail(
+    model: LoadedModel, graph: str, out: np.ndarray, on_bad: OnBad | None
+) -> np.ndarray:
+    """``out`` when every row is finite; else raise ``RowsFailed`` naming the bad rows (their
+    values zeroed, so that what the good rows' requests get is untouched by them)."""
+    finite = np.isfinite(out.reshape(out.shape[0], -1)).all(axis=1)
+    if finite.all():
+        return out
+    bad = ~finite
+    if on_bad is not None:
+        on_bad(int(bad.sum()))
+    cleaned = np.where(np.isfinite(out), out, 0).astype(out.dtype)
+    raise RowsFailed(cleaned, bad, NonFiniteOutput(model.name, graph, int(bad.sum())))
+
+
+def _pixels(
+    model: LoadedModel, z: np.ndarray, classes: np.ndarray | None, on_bad: OnBad | None
+) -> np.ndarray:
+    image = model.manifest.image
+    try:
+        out = model.generate(z, classes)
+        return image.to_uint8(_finite_or_fail(model, "generator", out, on_bad))
+    except RowsFailed as partial:
+        raise RowsFailed(image.to_uint8(partial.output), partial.failed, partial.error) from None
+
+
+def generate_rows(model: LoadedModel, rows: np.ndarray, on_bad: OnBad | None = None) -> np.ndarray:
     """``(B, 3)`` float64 rows of (seed, truncation, class) -> ``(B, H, W, C)`` uint8 pixels.
 
     Latents are computed here, once per batch in the batcher's thread, rather than per request
@@ -67,16 +113,30 @@ def generate_rows(model: LoadedModel, rows: np.ndarray) -> np.ndarray:
         for value in np.unique(psi):
             mask = psi == value
             z[mask] = latents_for_seeds(seeds[mask], z_dim, float(value))
-    classes = row_classes(model, seeds, rows[:, 2])
-    return model.manifest.image.to_uint8(model.generate(z, classes))
+    return _pixels(model, z, row_classes(model, seeds, rows[:, 2]), on_bad)
 
 
-def generate_latent_rows(model: LoadedModel, rows: np.ndarray) -> np.ndarray:
+def generate_latent_rows(
+    model: LoadedModel, rows: np.ndarray, on_bad: OnBad | None = None
+) -> np.ndarray:
     """``(B, z_dim + 1)`` float32 rows of (latent, class) -> ``(B, H, W, C)`` uint8 pixels
     (``/interpolate``; the class column is ignored by unconditional models)."""
     z = np.ascontiguousarray(rows[:, :-1])
     classes = rows[:, -1].astype(np.int64) if model.manifest.conditional else None
-    return model.manifest.image.to_uint8(model.generate(z, classes))
+    return _pixels(model, z, classes, on_bad)
+
+
+def score_rows(model: LoadedModel, images: np.ndarray, on_bad: OnBad | None = None) -> np.ndarray:
+    """``(B, C, H, W)`` float32 -> ``(B, W)`` finite float32 scores (``LoadedModel.discriminate``:
+    the logit(s), then the OOD distance when the model has one)."""
+    return _finite_or_fail(model, "discriminator", model.discriminate(images), on_bad)
+
+
+RUNS: dict[str, Callable[..., np.ndarray]] = {
+    GENERATE: generate_rows,
+    SCORE: score_rows,
+    INTERPOLATE: generate_latent_rows,
+}
 
 
 class Engine:
@@ -87,30 +147,31 @@ class Engine:
         self._batchers: dict[tuple[str, str], MicroBatcher] = {}
         latency = settings.max_latency_ms / 1000.0
         for name, model in store.models.items():
-            self._batchers[name, GENERATE] = MicroBatcher(
-                f"{name}-{GENERATE}",
-                partial(generate_rows, model),
-                max_batch_size=settings.max_batch_size,
-                max_latency_s=latency,
-                on_batch=metrics.batch_observer(name, GENERATE),
-            )
-            self._batchers[name, SCORE] = MicroBatcher(
-                f"{name}-{SCORE}",
-                model.discriminate,
-                max_batch_size=settings.max_batch_size,
-                max_latency_s=latency,
-                on_batch=metrics.batch_observer(name, SCORE),
-            )
-            self._batchers[name, INTERPOLATE] = MicroBatcher(
-                f"{name}-{INTERPOLATE}",
-                partial(generate_latent_rows, model),
-                max_batch_size=settings.max_batch_size,
-                max_latency_s=latency,
-                on_batch=metrics.batch_observer(name, INTERPOLATE),
-            )
+            for kind, run in RUNS.items():
+                counter: Any = metrics.non_finite_rows.labels(model=name, kind=kind)
+                self._batchers[name, kind] = MicroBatcher(
+                    f"{name}-{kind}",
+                    partial(run, model, on_bad=counter.inc),
+                    max_batch_size=settings.max_batch_size,
+                    max_latency_s=latency,
+                    on_batch=metrics.batch_observer(name, kind),
+                    # latent walks are the expensive requests' (limits.py)
+                    low_priority=kind == INTERPOLATE,
+                )
         self._generated = {n: metrics.images_generated.labels(model=n) for n in store.models}
         self._scored = {n: metrics.images_scored.labels(model=n) for n in store.models}
         self._realness = {n: metrics.realness.labels(model=n) for n in store.models}
+        # Expensive requests (limits.py): admitted a few at a time, their CPU work at a lower
+        # priority than the event loop.
+        heavy = settings.heavy_concurrency or 1
+        self.heavy = HeavyGate(
+            heavy, on_refused=lambda route: metrics.request_errors.labels(route, "busy").inc()
+        )
+        self._heavy_pool = heavy_executor(heavy)
+
+    async def run_heavy(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in the low-priority threads; cancelled with its request if not begun."""
+        return await asyncio.get_running_loop().run_in_executor(self._heavy_pool, fn, *args)
 
     async def generate(
         self,
@@ -157,6 +218,8 @@ class Engine:
         files: list[bytes],
         filenames: list[str],
         klass: int | str | None = None,
+        *,
+        heavy: bool = False,
     ) -> Scored:
         """Raises ``UnknownModelError``, ``UploadRejected`` (naming the first bad file), or
         ``ApiError`` for a class the model lacks."""
@@ -164,7 +227,8 @@ class Engine:
         class_of_all = class_index(model, klass)
         spec = model.manifest.image
         # Decoding and resizing full-size uploads is real CPU work: keep it off the event loop.
-        converted = await asyncio.to_thread(
+        run = self.run_heavy if heavy else asyncio.to_thread
+        converted = await run(
             uploads_to_pixels,
             files,
             spec.channels,
@@ -190,3 +254,4 @@ class Engine:
 
     async def aclose(self) -> None:
         await asyncio.gather(*(b.aclose() for b in self._batchers.values()))
+        self._heavy_pool.shutdown(wait=False, cancel_futures=True)

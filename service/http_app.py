@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import threading
 from collections.abc import Awaitable, Callable
 
 import numpy as np
@@ -22,7 +23,7 @@ from starlette.routing import BaseRoute, Route
 
 from service import api
 from service.api import FORMATS, MAX_JSON_BYTES
-from service.engine import Engine, UploadRejected
+from service.engine import Engine, NonFiniteOutput, UploadRejected
 from service.errors import (
     INTERNAL_ERROR,
     ApiError,
@@ -31,8 +32,9 @@ from service.errors import (
     json_response,
     unknown_model,
 )
-from service.imaging import encode_png, make_grid
+from service.imaging import declared_pixels, encode_png, make_grid
 from service.interpolate import check_budget, filename, parse_interpolate, render, walk_latents
+from service.limits import GRID_HEAVY_N, SCORE_HEAVY_PIXELS, ClientGone, until_disconnected
 from service.model_store import UnknownModelError
 from service.request_parsing import parse_generate, read_body, read_score_form
 
@@ -69,7 +71,10 @@ def _endpoint(name: str) -> Callable[[Handler], Handler]:
             except UploadRejected as exc:
                 status = 413 if exc.reason == "image_too_large" else 400
                 error = ApiError(status, exc.reason, str(exc), "images")
-            except ClientDisconnect:
+            except NonFiniteOutput as exc:
+                log.error("%s: %s", name, exc)
+                error = ApiError(500, "non_finite_output", str(exc))
+            except (ClientDisconnect, ClientGone):
                 # Nobody will read this answer; count it apart from real server errors.
                 _engine(request).metrics.request_errors.labels(name, "client_disconnected").inc()
                 return Response(status_code=400)
@@ -88,6 +93,10 @@ def _endpoint(name: str) -> Callable[[Handler], Handler]:
 
 def _png_all(pixels: np.ndarray) -> list[bytes]:
     return [encode_png(p) for p in pixels]
+
+
+def _grid_png(pixels: np.ndarray, columns: int | None) -> bytes:
+    return encode_png(make_grid(pixels, columns))
 
 
 @_endpoint("generate")
@@ -121,15 +130,22 @@ async def generate_grid(request: Request) -> Response:
     engine = _engine(request)
     body = await read_body(request, MAX_JSON_BYTES)
     params = parse_generate(body, engine.settings, grid=True)
-    result = await engine.generate(
-        params.model, params.seed, params.n, params.truncation, params.values.get("class")
-    )
-    png = await asyncio.to_thread(lambda: encode_png(make_grid(result.pixels, params.columns)))
+    heavy = params.n > GRID_HEAVY_N
+    with engine.heavy.admit("generate_grid", heavy):
+
+        async def work() -> tuple[str, bytes]:
+            result = await engine.generate(
+                params.model, params.seed, params.n, params.truncation, params.values.get("class")
+            )
+            run = engine.run_heavy if heavy else asyncio.to_thread
+            return result.model, await run(_grid_png, result.pixels, params.columns)
+
+        model, png = await (until_disconnected(request.receive, work()) if heavy else work())
     return Response(
         png,
         media_type="image/png",
         headers={
-            "X-Model": result.model,
+            "X-Model": model,
             "Content-Disposition": f'inline; filename="grid-{params.seed}-{params.n}.png"',
         },
     )
@@ -140,16 +156,16 @@ async def score(request: Request) -> Response:
     engine = _engine(request)
     settings = engine.settings
     params = await read_score_form(request, settings.max_upload_bytes, settings.max_score_images)
-    result = await engine.score(
-        params.model,
-        [u.data for u in params.uploads],
-        [u.filename for u in params.uploads],
-        params.klass,
-    )
+    files = [u.data for u in params.uploads]
+    heavy = sum(declared_pixels(f) for f in files) > SCORE_HEAVY_PIXELS
+    with engine.heavy.admit("score", heavy):
+        names = [u.filename for u in params.uploads]
+        work = engine.score(params.model, files, names, params.klass, heavy=heavy)
+        result = await (until_disconnected(request.receive, work) if heavy else work)
     scores = []
-    for i, upload in enumerate(params.uploads):
+    for i, name in enumerate(names):
         entry = {
-            "filename": upload.filename,
+            "filename": name,
             "realness": float(result.realness[i]),
             "logit": float(result.logits[i]),
         }
@@ -173,16 +189,29 @@ async def interpolate(request: Request) -> Response:
     model = engine.store.get(params.model)
     spec = model.manifest.image
     check_budget(spec.height, spec.width, params)
-    z = walk_latents(
-        params.seed_a, params.seed_b, params.steps, model.manifest.z_dim, params.truncation
-    )
-    result = await engine.generate_latents(model.name, z, params.values.get("class"), params.seed_a)
-    data = await asyncio.to_thread(render, result.pixels, params)
+    with engine.heavy.admit("interpolate"):
+
+        async def work() -> tuple[str, bytes]:
+            z = walk_latents(
+                params.seed_a, params.seed_b, params.steps, model.manifest.z_dim, params.truncation
+            )
+            result = await engine.generate_latents(
+                model.name, z, params.values.get("class"), params.seed_a
+            )
+            cancelled = threading.Event()
+            try:
+                data = await engine.run_heavy(render, result.pixels, params, cancelled)
+            except asyncio.CancelledError:
+                cancelled.set()  # the thread stops at its next frame
+                raise
+            return result.model, data
+
+        model_name, data = await until_disconnected(request.receive, work())
     return Response(
         data,
         media_type=FORMATS[params.format],
         headers={
-            "X-Model": result.model,
+            "X-Model": model_name,
             "Content-Disposition": f'inline; filename="{filename(params)}"',
         },
     )

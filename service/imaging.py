@@ -82,6 +82,17 @@ def make_grid(images: np.ndarray, columns: int | None = None, padding: int = 2) 
     return grid
 
 
+def declared_pixels(data: bytes) -> int:
+    """Width x height from an upload's header, nothing decoded (0 when unreadable: decoding
+    refuses it later with its reason)."""
+    try:
+        with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as image:
+            width, height = image.size
+    except Exception:  # Pillow plug-ins raise assorted types on hostile input
+        return 0
+    return max(0, width) * max(0, height)
+
+
 def decode_upload(data: bytes, max_pixels: int) -> Image.Image:
     """Open and fully decode an untrusted upload, or raise ``ImageRejected``."""
     if not data:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,8 +132,34 @@ def upscale(pixels: np.ndarray, scale: int) -> np.ndarray:
     return np.repeat(np.repeat(pixels, scale, axis=1), scale, axis=2)
 
 
-def render(pixels: np.ndarray, params: InterpolateParams) -> bytes:
-    """The walk's ``(steps, H, W, C)`` uint8 frames -> the bytes of the requested format."""
+class RenderCancelled(Exception):
+    """The request was cancelled (its client left) while its frames were being encoded."""
+
+
+class _Frames(list[Image.Image]):
+    """Frames for Pillow's ``append_images`` that stop the encoding once ``cancelled`` is set
+    (Pillow's GIF writer takes them one by one; its WebP writer copies the list first, so a
+    WebP stops only before it starts)."""
+
+    def __init__(self, images: list[Image.Image], cancelled: threading.Event) -> None:
+        super().__init__(images)
+        self.cancelled = cancelled
+
+    def __iter__(self) -> Iterator[Image.Image]:
+        for image in super().__iter__():
+            if self.cancelled.is_set():
+                raise RenderCancelled()
+            yield image
+
+
+def render(
+    pixels: np.ndarray, params: InterpolateParams, cancelled: threading.Event | None = None
+) -> bytes:
+    """The walk's ``(steps, H, W, C)`` uint8 frames -> the bytes of the requested format;
+    ``cancelled`` set (from the event loop) stops it early with ``RenderCancelled``."""
+    cancelled = cancelled or threading.Event()
+    if cancelled.is_set():
+        raise RenderCancelled()
     frames = upscale(pixels, params.scale)
     if params.format == "png":
         return encode_png(make_grid(frames, columns=len(frames)))
@@ -142,7 +169,7 @@ def render(pixels: np.ndarray, params: InterpolateParams) -> bytes:
     buffer = io.BytesIO()
     options: dict[str, Any] = {
         "save_all": True,
-        "append_images": images[1:],
+        "append_images": _Frames(images[1:], cancelled),
         "duration": params.frame_ms,
         "loop": 0,
     }

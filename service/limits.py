@@ -17,8 +17,13 @@ body format; it only fires if this one did not.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+import os
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from service.asgi import ASGIApp, Message, Receive, Scope, Send
 from service.errors import ApiError, send_error
@@ -93,3 +98,99 @@ async def _send_timeout(send: Send, reason: str, timeout_s: float) -> None:
             headers={"retry-after": "1"},
         )
     await send_error(send, error)
+
+
+# --- expensive requests ------------------------------------------------------------------------
+#
+# Measured before (docs/reliability.md): 8 clients looping the largest /interpolate (126 WebP
+# frames, ~0.4 s of CPU each) took /generate at c=1 from 718 to 86 req/s, and 40 such requests
+# whose clients hung up at once still cost 4 CPU-seconds. So per worker at most
+# GAN_HEAVY_CONCURRENCY expensive requests run at once (429 ``busy`` with Retry-After beyond:
+# refusing is cheap, queueing would only move the wait), their CPU work runs in threads at a
+# lower priority than the event loop's (``heavy_executor``), and a client that hangs up cancels
+# its request's remaining work (``until_disconnected``).
+
+# What "expensive" means: every latent walk; a grid of more than this many images; uploads of
+# more than this many pixels in all (from their headers, before decoding).
+GRID_HEAVY_N = 16
+SCORE_HEAVY_PIXELS = 1 << 20
+HEAVY_NICE = 10
+
+
+class HeavyGate:
+    """Admission of expensive requests, per worker (one event loop: no lock needed)."""
+
+    def __init__(self, limit: int, on_refused: Callable[[str], None] | None = None) -> None:
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        self.limit = limit
+        self.running = 0
+        self.on_refused = on_refused
+
+    @contextlib.contextmanager
+    def admit(self, route: str, heavy: bool = True) -> Iterator[None]:
+        if not heavy:
+            yield
+            return
+        if self.running >= self.limit:
+            if self.on_refused is not None:
+                self.on_refused(route)
+            raise ApiError(
+                429,
+                "busy",
+                f"this server is already running {self.running} expensive request(s) "
+                "(latent walks, large grids, large uploads); retry in a second",
+                headers={"retry-after": "1"},
+            )
+        self.running += 1
+        try:
+            yield
+        finally:
+            self.running -= 1
+
+
+def _lower_priority() -> None:
+    # Per thread on Linux: the event loop's thread keeps its priority, so cheap requests are
+    # served first while a core is busy with an expensive one.
+    with contextlib.suppress(OSError, AttributeError):
+        tid = threading.get_native_id()
+        os.setpriority(
+            os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + HEAVY_NICE)
+        )
+
+
+def heavy_executor(threads: int, name: str = "heavy") -> ThreadPoolExecutor:
+    """Threads for expensive CPU work, at a lower priority than the event loop."""
+    return ThreadPoolExecutor(
+        max_workers=threads, thread_name_prefix=name, initializer=_lower_priority
+    )
+
+
+T = TypeVar("T")
+
+
+async def until_disconnected(receive: Receive, work: Awaitable[T]) -> T:
+    """``work``, cancelled if the client hangs up first (``ClientGone``). Call once the body has
+    been read: from then on the server's ``receive`` only ever answers ``http.disconnect``."""
+    task = asyncio.ensure_future(work)
+
+    async def gone() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(gone())
+    try:
+        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    finally:
+        watcher.cancel()
+    if task in done:
+        return task.result()
+    task.cancel()
+    raise ClientGone()
+
+
+class ClientGone(Exception):
+    """The client disconnected before its answer was ready; its work was cancelled."""

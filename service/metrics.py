@@ -7,7 +7,18 @@ land in the files its ``/metrics`` handler aggregates; nothing else needs wiring
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.mmap_dict import MmapedDict, mmap_key
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from service.asgi import ASGIApp, Receive, Scope, Send
 
 INFERENCE_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 REQUEST_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
@@ -60,6 +71,12 @@ class GanMetrics:
             buckets=REALNESS_BUCKETS,
             registry=registry,
         )
+        self.non_finite_rows = Counter(
+            "gan_non_finite_outputs_total",
+            "Rows a graph answered with NaN or infinity (refused with a 500), by model and kind.",
+            ["model", "kind"],
+            registry=registry,
+        )
         self.request_errors = Counter(
             "gan_request_errors_total",
             "Requests answered with an error, by endpoint and reason.",
@@ -108,3 +125,82 @@ class BatchObserver:
     def __call__(self, rows: int, seconds: float) -> None:
         self._size.observe(rows)
         self._seconds.observe(seconds)
+
+
+# --- Prometheus multiprocess files of dead workers ---------------------------------------------
+#
+# In multiprocess mode every worker writes its own files (counter_PID.db, gauge_livesum_PID.db,
+# ...) in PROMETHEUS_MULTIPROC_DIR, and /metrics merges them all. Nobody removes a dead worker's
+# files: its gauges kept their last values forever (gan_http_requests_in_progress stayed at the
+# number in flight when it was killed), and each respawn added files that every scrape reads.
+# The supervisor (service/supervisor.py) calls ``forget_dead_worker`` when a worker is gone: its
+# gauges vanish (whatever their mode), its counters, histograms and summaries are folded into
+# one ``TYPE_dead.db`` per type, so totals never go backwards and the folder stays bounded.
+
+LOCK_FILE = ".gan-scrape.lock"
+ARCHIVED_TYPES = ("counter", "histogram", "summary")
+
+
+def multiprocess_dir() -> Path | None:
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    return Path(path) if path and Path(path).is_dir() else None
+
+
+@contextlib.contextmanager
+def _locked(directory: Path, mode: int) -> Iterator[None]:
+    fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, mode)
+        yield
+    finally:
+        os.close(fd)
+
+
+def forget_dead_worker(directory: Path, pid: int) -> None:
+    """Drop ``pid``'s gauges; fold its other metrics into the archive files. Scrapes hold the
+    same lock shared (``scrape_guard``), so none sees a value twice or not at all."""
+    with _locked(directory, fcntl.LOCK_EX):
+        for gauge in directory.glob(f"gauge_*_{pid}.db"):
+            gauge.unlink(missing_ok=True)
+        for kind in ARCHIVED_TYPES:
+            dead = directory / f"{kind}_{pid}.db"
+            if not dead.is_file():
+                continue
+            archive = directory / f"{kind}_dead.db"
+            sources = [str(p) for p in (archive, dead) if p.is_file()]
+            merged = MultiProcessCollector.merge(sources, accumulate=False)
+            tmp = directory / f"{kind}_dead.db.tmp"  # not *.db: scrapes never read it
+            tmp.unlink(missing_ok=True)
+            out = MmapedDict(str(tmp))
+            try:
+                for metric in merged:
+                    for sample in metric.samples:
+                        key = mmap_key(
+                            metric.name,
+                            sample.name,
+                            list(sample.labels),
+                            list(sample.labels.values()),
+                            metric.documentation,
+                        )
+                        out.write_value(key, sample.value, sample.timestamp or 0.0)
+            finally:
+                out.close()
+            os.replace(tmp, archive)
+            dead.unlink()
+
+
+def scrape_guard(app: ASGIApp) -> ASGIApp:
+    """``app`` (BentoML's /metrics) run under the shared lock of ``forget_dead_worker``."""
+    directory = multiprocess_dir()
+    if directory is None:
+        return app
+
+    async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
+        fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_SH)
+            await app(scope, receive, send)
+        finally:
+            os.close(fd)
+
+    return guarded

@@ -338,7 +338,8 @@ def _session(
 
 
 def _smoke_test(model: LoadedModel) -> None:
-    """Two rows through both graphs: proves the batch axis is dynamic and the shapes match."""
+    """Two rows through both graphs: proves the batch axis is dynamic, the shapes match and the
+    values are numbers (a NaN generator would otherwise serve black images)."""
     m = model.manifest
     expected = (2, m.image.channels, m.image.height, m.image.width)
     classes = np.zeros(2, dtype=np.int64) if m.conditioning is not None else None
@@ -353,15 +354,26 @@ def _smoke_test(model: LoadedModel) -> None:
             f"{model.directory / m.generator.file}: output shape {images.shape}, "
             f"model.json says {expected}"
         )
+    if not np.isfinite(images).all():
+        raise _BrokenModelError(
+            f"{model.directory / m.generator.file}: non-finite output (NaN or infinity) on a "
+            f"(2, {m.z_dim}) latent batch"
+        )
     try:
-        raw = model.discriminator.run([m.discriminator.output], {m.discriminator.input: images})[0]
+        raw = model.discriminate(images)
     except Exception as exc:
         raise _BrokenModelError(
             f"{model.directory / m.discriminator.file}: fails on a {expected} batch ({exc})"
         ) from None
     per_image = m.conditioning.num_classes if m.conditioning is not None else 1
-    if np.asarray(raw).size != 2 * per_image:
+    if raw.shape[1] != per_image + (m.realness.ood is not None):
         shape = "(2,)" if per_image == 1 else f"(2, {per_image})"
         raise _BrokenModelError(
-            f"{model.directory / m.discriminator.file}: output shape {np.shape(raw)}, expected {shape}"
+            f"{model.directory / m.discriminator.file}: logits of {raw.shape[1] - (m.realness.ood is not None)} "
+            f"value(s) per image, expected {shape}"
+        )
+    if not np.isfinite(raw).all():
+        raise _BrokenModelError(
+            f"{model.directory / m.discriminator.file}: non-finite output (NaN or infinity) on "
+            "the generator's smoke batch"
         )

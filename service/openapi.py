@@ -50,11 +50,14 @@ def _errors(*statuses: int, auth: bool) -> dict[str, Any]:
         401: "missing or invalid API key",
         404: "unknown model (or path)",
         405: "method not allowed",
-        408: "the request body did not arrive within GAN_REQUEST_TIMEOUT_S",
+        408: "the request (headers or body) did not arrive in time",
         413: "body, or an uploaded image, over the limits",
-        503: "not answered within GAN_REQUEST_TIMEOUT_S (server busy): retry later",
+        429: "too many expensive requests at once (GAN_HEAVY_CONCURRENCY): retry after Retry-After",
+        431: "request headers over GAN_MAX_HEADER_BYTES or GAN_MAX_HEADERS",
+        500: "the model gave non-finite values (NaN or infinity) for this input",
+        503: "server busy, or no worker ready (GAN_REQUEST_TIMEOUT_S, restarts): retry later",
     }
-    wanted = [*statuses, 408, 503, *([401] if auth else [])]
+    wanted = [*statuses, 408, 431, 503, *([401] if auth else [])]
     return {str(s): _error(known[s]) for s in sorted(set(wanted))}
 
 
@@ -152,6 +155,8 @@ def _responses(settings: Settings) -> dict[str, tuple[str, dict[str, Any]]]:
 
 # What the request schema cannot state, per route.
 NOTES = {"interpolate": BUDGET_NOTE}
+# Routes whose requests may be expensive (a 429 beyond GAN_HEAVY_CONCURRENCY; limits.py).
+EXPENSIVE = frozenset({"generate_grid", "score", "interpolate"})
 
 
 def openapi_document(
@@ -174,7 +179,11 @@ def openapi_document(
                 schema["description"] = NOTES[route.name]
             media = "multipart/form-data" if form else JSON
             operation["requestBody"] = {"required": True, "content": {media: {"schema": schema}}}
-        refusals = (400, 404, 413) if route.body is not None else ()
+        refusals: tuple[int, ...] = (400, 404, 413) if route.body is not None else ()
+        if route.body is not None:
+            refusals += (500,)  # a model that gives NaN or infinity for this input
+        if route.name in EXPENSIVE:
+            refusals += (429,)
         operation["responses"] = {
             "200": {"description": description, "content": content},
             **_errors(*refusals, auth=auth),

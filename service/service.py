@@ -21,10 +21,11 @@ from typing import Any, cast
 
 import bentoml
 
-from service import api
+from service import api, connections, supervisor
 from service.app import api_key_options, build_app, runtime_of
 from service.auth import ApiKeyMiddleware, open_paths
 from service.fast_path import BENTO_ROUTES, bento_static_paths, install_front_door
+from service.metrics import scrape_guard
 from service.model_store import ModelStore, ModelStoreError, cuda_offered
 from service.settings import Settings, SettingsError, available_cpus
 
@@ -67,6 +68,11 @@ if bentoml.server_context.worker_index is None:  # the `bentoml serve` parent, n
             )
         )
     del _preflight
+    # Hung workers replaced, dead ones forgotten, 503 while none serves (supervisor.py).
+    supervisor.install(SETTINGS)
+else:
+    # Bounded request heads, head time and connections, in uvicorn's protocol (connections.py).
+    connections.install(SETTINGS)
 
 # The worker loads the models when the app starts (its lifespan), not at import.
 app = build_app(SETTINGS, functools.partial(ModelStore.load, SETTINGS), gc_tuning=True)
@@ -96,6 +102,10 @@ class GanService:
     async def __is_ready__(self) -> bool:
         return runtime_of(app).ready
 
+    async def __is_alive__(self) -> bool:
+        # A hung supervisor cannot replace workers: only a restart of the pod can (liveness).
+        return supervisor.supervisor_alive(SETTINGS.worker_hang_s)
+
 
 # Tracing and the access log live in BentoML's middlewares: with either on, the API routes go
 # through them again (service/fast_path.py).
@@ -112,6 +122,8 @@ FRONT_DOOR = install_front_door(
     fast=FAST_PATH,
     bento_paths=BENTO_ROUTES | bento_static_paths(),
     guard=_key_guard if SETTINGS.api_keys else None,
+    # Scrapes never see a dead worker's metrics twice (metrics.forget_dead_worker).
+    metrics_path_app=scrape_guard,
 )
 if not FRONT_DOOR and SETTINGS.api_keys:
     # Without the front door, the key check goes on the whole BentoML app (its routes too).

@@ -67,6 +67,21 @@ class Settings:
     ort_threads: int | None = None
     # cuDNN convolution algorithm search on CUDA (model_store._with_cuda_options)
     cuda_conv_algo: str = "heuristic"
+    # Connections (service/connections.py, docs/reliability.md): a request's headers must fit in
+    # max_header_bytes (431) and max_headers lines (431), and arrive within header_timeout_s of
+    # its first byte or of the connection (408, or a silent close for a connection that sent
+    # nothing). max_connections per worker (None = auto: the file-descriptor limit less a reserve)
+    # closes the oldest idle connection to make room for a new one.
+    max_header_bytes: int = 32 * 1024
+    max_headers: int = 100
+    header_timeout_s: float = 10.0
+    max_connections: int | None = None
+    # Expensive requests (limits.HeavyGate): at most this many at once per worker, 429 beyond
+    # (None = auto: the CPUs per worker, halved, at least 1).
+    heavy_concurrency: int | None = None
+    # A worker whose event loop has not beaten for this long is killed and replaced
+    # (service/supervisor.py); also how stale the supervisor may be before /livez fails.
+    worker_hang_s: float = 10.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -110,12 +125,34 @@ class Settings:
             cuda_conv_algo=get(
                 "GAN_CUDA_CONV_ALGO", _choice(CONV_ALGOS, str.lower), defaults.cuda_conv_algo
             ),
+            max_header_bytes=get(
+                "GAN_MAX_HEADER_BYTES", _int_at_least(1024), defaults.max_header_bytes
+            ),
+            max_headers=get("GAN_MAX_HEADERS", _int_at_least(8), defaults.max_headers),
+            header_timeout_s=get(
+                "GAN_HEADER_TIMEOUT_S", _non_negative_float, defaults.header_timeout_s
+            ),
+            max_connections=get(
+                "GAN_MAX_CONNECTIONS", _auto_or(_int_at_least(16)), defaults.max_connections
+            ),
+            heavy_concurrency=get(
+                "GAN_HEAVY_CONCURRENCY", _auto_or(_int_at_least(1)), defaults.heavy_concurrency
+            ),
+            worker_hang_s=get("GAN_WORKER_HANG_S", _non_negative_float, defaults.worker_hang_s),
         )
         if not 0.0 < settings.request_timeout_s <= MAX_REQUEST_TIMEOUT_S:
             raise SettingsError(
                 f"GAN_REQUEST_TIMEOUT_S={settings.request_timeout_s:g} must be in "
                 f"(0, {MAX_REQUEST_TIMEOUT_S:g}] seconds"
             )
+        for name, value, lo in (
+            ("GAN_HEADER_TIMEOUT_S", settings.header_timeout_s, 0.1),
+            ("GAN_WORKER_HANG_S", settings.worker_hang_s, 2.0),
+        ):
+            if not lo <= value <= MAX_REQUEST_TIMEOUT_S:
+                raise SettingsError(
+                    f"{name}={value:g} must be in [{lo:g}, {MAX_REQUEST_TIMEOUT_S:g}] seconds"
+                )
         if settings.max_latency_ms > 1000:
             raise SettingsError(
                 f"GAN_MAX_LATENCY_MS={settings.max_latency_ms:g} is over 1000 ms: every request "
@@ -136,7 +173,9 @@ class Settings:
         threads = self.ort_threads
         if threads is None:
             threads = 0 if workers == 1 else max(1, cpus // workers)
-        return replace(self, workers=workers, ort_threads=threads)
+        # Half the CPUs a worker has for heavy requests, so the rest keep the cheap ones fast.
+        heavy = self.heavy_concurrency or max(1, cpus // workers // 2)
+        return replace(self, workers=workers, ort_threads=threads, heavy_concurrency=heavy)
 
     @property
     def log_level_number(self) -> int:

@@ -161,6 +161,26 @@ def test_probes_and_ports_match_the_service(tree: Any) -> None:
     assert (ports[target] if isinstance(target, str) else target) == CONTAINER_PORT
 
 
+def test_probes_leave_the_supervisor_time_and_shutdown_covers_a_request(tree: Any) -> None:
+    """Liveness must not restart a pod whose supervisor is replacing a hung worker (it kills it
+    after GAN_WORKER_HANG_S, then a new one starts), and the grace period must cover the preStop
+    sleep plus the longest request."""
+    from service.settings import Settings
+
+    defaults = Settings()
+    deployment = one(tree.docs, "Deployment")
+    (container,) = containers(deployment)
+    live = container["livenessProbe"]
+    worker_start_s = 15  # measured: 3-10 s on the loaded 2-core box (docs/reliability.md)
+    assert (
+        live["periodSeconds"] * live["failureThreshold"] > defaults.worker_hang_s + worker_start_s
+    )
+    assert container["readinessProbe"]["timeoutSeconds"] <= 5
+    sleep = container["lifecycle"]["preStop"]["exec"]["command"]
+    grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert grace >= int(sleep[-1]) + defaults.request_timeout_s + 5
+
+
 def test_selectors_and_references(tree: Any) -> None:
     deployment = one(tree.docs, "Deployment")
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]

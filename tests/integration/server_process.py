@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -50,8 +51,15 @@ class Server:
                 self.process.wait(timeout=5)
 
 
-def launch(models_dir: Path, home: Path, extra_env: dict[str, str] | None = None) -> Server:
-    """Start ``bentoml serve`` in its own process group, with its own BENTOML_HOME and port."""
+def launch(
+    models_dir: Path,
+    home: Path,
+    extra_env: dict[str, str] | None = None,
+    *,
+    nofile: int | None = None,
+) -> Server:
+    """Start ``bentoml serve`` in its own process group, with its own BENTOML_HOME and port;
+    ``nofile``: under that file-descriptor limit, soft and hard (as ``ulimit -n`` would)."""
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {
@@ -80,8 +88,13 @@ def launch(models_dir: Path, home: Path, extra_env: dict[str, str] | None = None
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=None if nofile is None else lambda: _limit_files(nofile),
         )
     return Server(f"http://127.0.0.1:{port}", process, log_path)
+
+
+def _limit_files(nofile: int) -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 
 
 def wait_ready(server: Server, timeout: float = 90.0) -> None:

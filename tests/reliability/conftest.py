@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from integration.server_process import Server, launch, wait_ready
-from rel_helpers import API_KEY, AUTH
+from rel_helpers import API_KEY, AUTH, Target
 
 
 @pytest.fixture(scope="session")
@@ -25,6 +25,27 @@ def rel_server(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
         yield srv
     finally:
         srv.stop()
+
+
+@pytest.fixture(scope="session")
+def keyless_server(
+    tiny_models_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """The same, without an API key: the fixes must hold with the key on and off."""
+    srv = launch(tiny_models_dir, tmp_path_factory.mktemp("rel_keyless_home"))
+    try:
+        wait_ready(srv)
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(params=["key", "no key"])
+def target(request: pytest.FixtureRequest) -> Target:
+    """Each test using it runs against the shared server with the API key on, then off."""
+    if request.param == "key":
+        return Target(request.getfixturevalue("rel_server"), dict(AUTH), True)
+    return Target(request.getfixturevalue("keyless_server"), {}, False)
 
 
 @pytest.fixture

@@ -3,14 +3,31 @@ sys.path under pytest's default import mode, like tests/integration's server_pro
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import httpx
+from integration.server_process import Server
 
 API_KEY = "rel-test-key-0123456789abcdef-XYZ"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
+
+
+@dataclass
+class Target:
+    """A shared server, with or without the API key (the ``target`` fixture)."""
+
+    server: Server
+    headers: dict[str, str]  # what a client holding the key (if any) sends
+    key: bool
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        return httpx.Client(base_url=self.server.url, headers=self.headers, timeout=30, **kwargs)
 
 
 def metric_value(text: str, name: str, **labels: str) -> float:
@@ -60,3 +77,30 @@ def raw_request(url: str, data: bytes, timeout: float = 15.0) -> tuple[bytes, by
             received += chunk
     head, _, body = received.partition(b"\r\n\r\n")
     return head, body
+
+
+def strict_json(text: str) -> Any:
+    """``json.loads`` that refuses NaN and Infinity, as every JSON parser but Python's does."""
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"not JSON: {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def worker_pids(server_pid: int) -> list[int]:
+    """The worker processes of the ``bentoml serve`` with this pid (its circus children)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        alive = fields[0] not in ("Z", "X")
+        if alive and int(fields[1]) == server_pid and b"_bentoml_impl.worker.service" in cmdline:
+            found.append(int(entry.name))
+    return sorted(found)

@@ -3,35 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from fixtures.in_process import serve
 from prometheus_client import CollectorRegistry
 
-from service.app import RequestMetricsMiddleware, Runtime, build_app, endpoint_label
+from service.app import RequestMetricsMiddleware, Runtime, endpoint_label
 from service.metrics import GanMetrics
-from service.model_store import ModelStore
 from service.settings import Settings
 
 KEY = "app-test-key-0123456789"
-Scenario = Callable[[httpx.AsyncClient, CollectorRegistry], Awaitable[None]]
-
-
-def _serve(models: Path, scenario: Scenario, **overrides: Any) -> None:
-    settings = Settings(models_dir=models, default_model="tiny-a", **overrides)
-    registry = CollectorRegistry()
-    app = build_app(settings, ModelStore.load(settings), registry=registry)
-
-    async def main() -> None:
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-                await scenario(client, registry)
-
-    asyncio.run(main())
 
 
 def _labels(registry: CollectorRegistry, name: str) -> set[str]:
@@ -60,7 +44,7 @@ def test_made_up_paths_get_a_json_404_and_share_one_label(tiny_models_dir: Path)
             == 50
         )
 
-    _serve(tiny_models_dir, scenario)
+    serve(tiny_models_dir, scenario)
 
 
 def test_the_key_is_checked_before_anything_else_and_401s_share_one_label(
@@ -78,7 +62,7 @@ def test_the_key_is_checked_before_anything_else_and_401s_share_one_label(
         )
         assert errors == 3
 
-    _serve(tiny_models_dir, scenario, api_keys=(KEY,))
+    serve(tiny_models_dir, scenario, api_keys=(KEY,))
 
 
 def test_the_time_limit_is_part_of_the_app(tiny_models_dir: Path) -> None:
@@ -91,7 +75,7 @@ def test_the_time_limit_is_part_of_the_app(tiny_models_dir: Path) -> None:
         assert counted == 1
 
     # a batch nothing fills, held for company longer than the time limit
-    _serve(
+    serve(
         tiny_models_dir,
         scenario,
         request_timeout_s=0.2,

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from service.batcher import MicroBatcher
+from service.batcher import MicroBatcher, RowsFailed
 
 
 class Recorder:
@@ -138,3 +138,36 @@ def test_cancelled_requests_are_not_computed() -> None:
 
     asyncio.run(main())
     assert rec.sizes == [1, 1]
+
+
+def test_rows_that_fail_fail_only_their_own_request() -> None:
+    """A run that flags some rows (RowsFailed) fails the requests owning them; the requests that
+    shared the batch get their results."""
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        time.sleep(0.02)
+        out = batch * 2
+        bad = batch[:, 0] < 0
+        if bad.any():
+            raise RowsFailed(out, bad, ValueError("negative row"))
+        return out
+
+    sizes: list[int] = []
+
+    async def main() -> list[object]:
+        batcher = MicroBatcher(
+            "t", run, max_batch_size=64, on_batch=lambda rows, s: sizes.append(rows)
+        )
+        first = asyncio.ensure_future(batcher.submit(_rows(0, 1)))
+        await asyncio.sleep(0.005)  # the first batch runs; the rest queue into one batch
+        items = [_rows(10, 3), np.array([[1.0], [-1.0]]), _rows(20, 2)]
+        outs = await asyncio.gather(*(batcher.submit(x) for x in items), return_exceptions=True)
+        await first
+        await batcher.aclose()
+        return outs
+
+    good, bad, other = asyncio.run(main())
+    assert sizes == [1, 7]  # the three shared one batch
+    assert isinstance(bad, ValueError)
+    assert isinstance(good, np.ndarray) and (good == _rows(10, 3) * 2).all()
+    assert isinstance(other, np.ndarray) and (other == _rows(20, 2) * 2).all()

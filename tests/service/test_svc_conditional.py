@@ -11,9 +11,10 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from fixtures.asgi import serve
+from fixtures.in_process import serve
 from fixtures.tiny_models import CLASSES
 from PIL import Image
+from prometheus_client import CollectorRegistry
 
 from contract.latents import classes_for_seeds, latents
 from service.model_store import ModelStore
@@ -36,7 +37,7 @@ def _expected(store: ModelStore, seed: int, n: int, classes: np.ndarray) -> np.n
 
 
 def test_generate_by_index_and_by_name(conditional_models_dir: Path, store: ModelStore) -> None:
-    async def scenario(client: httpx.AsyncClient) -> None:
+    async def scenario(client: httpx.AsyncClient, _registry: CollectorRegistry) -> None:
         for value in (1, "square", "1"):
             r = await client.post(
                 "/generate", json={"seed": 40, "n": 3, "model": "tiny-c", "class": value}
@@ -58,7 +59,7 @@ def test_without_a_class_each_seed_draws_its_own(
 ) -> None:
     """Image i of a request is the image of seed + i, whatever its batch-mates: the class too."""
 
-    async def scenario(client: httpx.AsyncClient) -> None:
+    async def scenario(client: httpx.AsyncClient, _registry: CollectorRegistry) -> None:
         r = await client.post("/generate", json={"seed": 100, "n": 12, "model": "tiny-c"})
         got = np.stack([_pixels(e) for e in r.json()["images"]])
         drawn = classes_for_seeds(np.arange(100, 112, dtype=np.uint64), len(CLASSES))
@@ -71,7 +72,7 @@ def test_without_a_class_each_seed_draws_its_own(
 
 
 def test_bad_classes_are_400s_that_name_the_classes(conditional_models_dir: Path) -> None:
-    async def scenario(client: httpx.AsyncClient) -> None:
+    async def scenario(client: httpx.AsyncClient, _registry: CollectorRegistry) -> None:
         for path, body in (
             ("/generate", {"seed": 1}),
             ("/generate_grid", {"seed": 1, "n": 2}),
@@ -94,7 +95,7 @@ def test_bad_classes_are_400s_that_name_the_classes(conditional_models_dir: Path
 
 
 def test_grid_and_interpolate_take_a_class(conditional_models_dir: Path) -> None:
-    async def scenario(client: httpx.AsyncClient) -> None:
+    async def scenario(client: httpx.AsyncClient, _registry: CollectorRegistry) -> None:
         grids = []
         for k in range(3):
             r = await client.post(
@@ -117,7 +118,7 @@ def test_grid_and_interpolate_take_a_class(conditional_models_dir: Path) -> None
 
 
 def test_models_and_openapi_list_the_classes(conditional_models_dir: Path) -> None:
-    async def scenario(client: httpx.AsyncClient) -> None:
+    async def scenario(client: httpx.AsyncClient, _registry: CollectorRegistry) -> None:
         listing = {m["name"]: m for m in (await client.get("/models")).json()["models"]}
         assert listing["tiny-c"]["classes"] == list(CLASSES)
         assert listing["tiny-a"]["classes"] is None
@@ -141,7 +142,7 @@ def test_score_against_a_class_and_without(conditional_models_dir: Path, store: 
     logits, ood = model.split_scores(model.discriminate(x))
     assert logits.shape == (2, 3) and ood is not None
 
-    async def scenario(client: httpx.AsyncClient) -> None:
+    async def scenario(client: httpx.AsyncClient, _registry: CollectorRegistry) -> None:
         for klass, classes in ((None, None), ("square", np.array([1, 1]))):
             data = {"model": "tiny-c", **({"class": klass} if klass else {})}
             r = await client.post("/score", files=files, data=data)

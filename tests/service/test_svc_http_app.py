@@ -2,38 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
+from fixtures.in_process import serve
 from PIL import Image
 from prometheus_client import CollectorRegistry
-
-from service.app import build_app
-from service.model_store import ModelStore
-from service.settings import Settings
-
-Scenario = Callable[[httpx.AsyncClient, CollectorRegistry], Awaitable[None]]
-
-
-def _run(models: Path, scenario: Scenario, **overrides: object) -> None:
-    settings = Settings(models_dir=models, default_model="tiny-a", **overrides)  # type: ignore[arg-type]
-    store = ModelStore.load(settings)
-    registry = CollectorRegistry()
-    app = build_app(settings, store, registry=registry)
-
-    async def main() -> None:
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-                await scenario(client, registry)
-
-    asyncio.run(main())
 
 
 def _png(image: Image.Image) -> bytes:
@@ -56,7 +34,7 @@ def test_generate_and_models(tiny_models_dir: Path) -> None:
         assert r.json()["settings"]["n_max"] == 64
         assert registry.get_sample_value("gan_images_generated_total", {"model": "tiny-b"}) == 3
 
-    _run(tiny_models_dir, scenario)
+    serve(tiny_models_dir, scenario)
 
 
 def test_large_n_goes_through_the_png_thread(tiny_models_dir: Path) -> None:
@@ -64,7 +42,7 @@ def test_large_n_goes_through_the_png_thread(tiny_models_dir: Path) -> None:
         r = await client.post("/generate", json={"seed": 1, "n": 40})
         assert len(r.json()["images"]) == 40
 
-    _run(tiny_models_dir, scenario)
+    serve(tiny_models_dir, scenario)
 
 
 def test_grid_and_score(tiny_models_dir: Path) -> None:
@@ -85,7 +63,7 @@ def test_grid_and_score(tiny_models_dir: Path) -> None:
             assert s["realness"] == pytest.approx(1 / (1 + np.exp(-(0.5 * s["logit"] + 0.1))))
         assert registry.get_sample_value("gan_realness_count", {"model": "tiny-b"}) == 2
 
-    _run(tiny_models_dir, scenario)
+    serve(tiny_models_dir, scenario)
 
 
 def test_errors_are_json_and_counted(tiny_models_dir: Path) -> None:
@@ -141,4 +119,4 @@ def test_errors_are_json_and_counted(tiny_models_dir: Path) -> None:
             == 1
         )
 
-    _run(tiny_models_dir, scenario, max_score_images=2, max_upload_bytes=4096)
+    serve(tiny_models_dir, scenario, max_score_images=2, max_upload_bytes=4096)

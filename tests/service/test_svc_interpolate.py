@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
 import json
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
+from fixtures.in_process import serve
 from PIL import Image, ImageSequence
 from prometheus_client import CollectorRegistry
 
 from contract.latents import latents
 from service import api
-from service.app import build_app
 from service.errors import ApiError
 from service.interpolate import (
     MAX_OUTPUT_PIXELS,
@@ -28,25 +26,7 @@ from service.interpolate import (
     slerp,
     walk_latents,
 )
-from service.model_store import ModelStore
 from service.settings import Settings
-
-Scenario = Callable[[httpx.AsyncClient, CollectorRegistry], Awaitable[None]]
-
-
-def _run(models: Path, scenario: Scenario, **overrides: Any) -> None:
-    settings = Settings(models_dir=models, default_model="tiny-a", **overrides)
-    store = ModelStore.load(settings)
-    registry = CollectorRegistry()
-    app = build_app(settings, store, registry=registry)
-
-    async def main() -> None:
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-                await scenario(client, registry)
-
-    asyncio.run(main())
 
 
 def _frames(data: bytes) -> list[np.ndarray]:
@@ -200,7 +180,7 @@ def test_strip_frames_are_the_generate_images(tiny_models_dir: Path) -> None:
             == 1
         )
 
-    _run(tiny_models_dir, scenario)
+    serve(tiny_models_dir, scenario)
 
 
 def test_animations(tiny_models_dir: Path) -> None:
@@ -226,7 +206,7 @@ def test_animations(tiny_models_dir: Path) -> None:
         first = np.asarray(image.convert("RGB"))
         assert (first[0:3, 0:3] == first[0, 0]).all()  # nearest-neighbour 3x pixels
 
-    _run(tiny_models_dir, scenario)
+    serve(tiny_models_dir, scenario)
 
 
 def test_route_errors_are_json(tiny_models_dir: Path) -> None:
@@ -253,7 +233,7 @@ def test_route_errors_are_json(tiny_models_dir: Path) -> None:
         )
         assert errors == 1
 
-    _run(tiny_models_dir, scenario, n_max=8)
+    serve(tiny_models_dir, scenario, n_max=8)
 
 
 def test_ui_files_are_served(tiny_models_dir: Path) -> None:
@@ -274,4 +254,30 @@ def test_ui_files_are_served(tiny_models_dir: Path) -> None:
         r = await client.get("/ui/missing.js")
         assert (r.status_code, r.json()["reason"]) == (404, "not_found")
 
-    _run(tiny_models_dir, scenario)
+    serve(tiny_models_dir, scenario)
+
+
+def test_render_stops_when_its_request_is_cancelled() -> None:
+    import threading
+
+    from service.interpolate import RenderCancelled, render
+
+    pixels = np.zeros((64, 8, 8, 1), dtype=np.uint8)
+    gif = InterpolateParams(1, 2, 64, None, 1.0, "gif")
+    cancelled = threading.Event()
+    cancelled.set()
+    for fmt in ("png", "gif", "webp"):
+        with pytest.raises(RenderCancelled):
+            render(pixels, InterpolateParams(1, 2, 64, None, 1.0, fmt), cancelled)
+    # between GIF frames: set by the event loop while the thread encodes
+    frames_seen = []
+
+    class Flag(threading.Event):
+        def is_set(self) -> bool:
+            frames_seen.append(1)
+            return len(frames_seen) > 5
+
+    with pytest.raises(RenderCancelled):
+        render(pixels, gif, Flag())
+    assert len(frames_seen) == 6
+    assert render(pixels, gif).startswith(b"GIF89a")

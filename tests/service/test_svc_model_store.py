@@ -96,6 +96,26 @@ def test_corrupt_onnx_with_matching_sha_is_broken(models: Path) -> None:
     assert "ONNX Runtime cannot load it" in store.broken["tiny-b"].error
 
 
+@pytest.mark.parametrize(
+    ("generator", "discriminator", "graph"),
+    [("nan", None, "generator.onnx"), (None, "nan", "discriminator.onnx")],
+)
+def test_a_graph_giving_nan_on_the_smoke_batch_is_broken(
+    models: Path, generator: str | None, discriminator: str | None, graph: str
+) -> None:
+    from fixtures.tiny_models import build_tiny_model
+
+    build_tiny_model(
+        models, name="poisoned", generator_poison=generator, discriminator_poison=discriminator
+    )
+    store = ModelStore.load(Settings(models_dir=models, default_model="tiny-a"))
+    error = store.broken["poisoned"].error
+    assert graph in error and "non-finite output (NaN or infinity)" in error
+    assert "poisoned" not in store.models
+    with pytest.raises(ModelStoreError, match="non-finite"):
+        ModelStore.load(Settings(models_dir=models, default_model="poisoned"))
+
+
 def test_missing_dir_unknown_default_and_empty_dir(models: Path, tmp_path: Path) -> None:
     with pytest.raises(ModelStoreError, match="GAN_MODELS_DIR"):
         ModelStore.load(Settings(models_dir=tmp_path / "absent"))

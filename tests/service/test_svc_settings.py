@@ -64,6 +64,14 @@ def test_blank_values_mean_default() -> None:
         ("GAN_ORT_THREADS", "-1"),
         ("GAN_CUDA_CONV_ALGO", "fastest"),
         ("GAN_FAST_PATH", "sometimes"),
+        ("GAN_MAX_HEADER_BYTES", "100"),
+        ("GAN_MAX_HEADERS", "2"),
+        ("GAN_HEADER_TIMEOUT_S", "0"),
+        ("GAN_HEADER_TIMEOUT_S", "soon"),
+        ("GAN_MAX_CONNECTIONS", "3"),
+        ("GAN_HEAVY_CONCURRENCY", "0"),
+        ("GAN_WORKER_HANG_S", "0.5"),
+        ("GAN_WORKER_HANG_S", "99999"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
@@ -97,6 +105,28 @@ def test_auto_resolves_for_the_machine(
 ) -> None:
     r = Settings.from_env(env).resolved(cuda=cuda, cpus=cpus)
     assert (r.workers, r.ort_threads) == expected
+
+
+def test_connection_and_worker_limits_are_read() -> None:
+    s = Settings.from_env(
+        {
+            "GAN_MAX_HEADER_BYTES": "8192",
+            "GAN_MAX_HEADERS": "50",
+            "GAN_HEADER_TIMEOUT_S": "2.5",
+            "GAN_MAX_CONNECTIONS": "500",
+            "GAN_HEAVY_CONCURRENCY": "3",
+            "GAN_WORKER_HANG_S": "20",
+        }
+    )
+    assert (s.max_header_bytes, s.max_headers, s.header_timeout_s) == (8192, 50, 2.5)
+    assert (s.max_connections, s.heavy_concurrency, s.worker_hang_s) == (500, 3, 20.0)
+    assert Settings.from_env({"GAN_MAX_CONNECTIONS": "auto"}).max_connections is None
+
+
+@pytest.mark.parametrize(("cpus", "workers", "heavy"), [(2, 2, 1), (16, 1, 8), (8, 2, 2)])
+def test_heavy_concurrency_auto(cpus: int, workers: int, heavy: int) -> None:
+    env = {"GAN_WORKERS": str(workers)}
+    assert Settings.from_env(env).resolved(cuda=False, cpus=cpus).heavy_concurrency == heavy
 
 
 def test_available_cpus_is_positive() -> None:
