@@ -79,7 +79,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 # --- atomic files ----------------------------------------------------------------------------
 
 
-def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     """Write ``path`` through a same-directory temp file + fsync + ``os.replace``."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
