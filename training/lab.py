@@ -36,7 +36,6 @@ from typing import Any, TextIO
 
 import torch
 from torch import nn
-from torch.nn.utils import parametrize
 
 from training.checkpoint import rng_state, save_checkpoint
 from training.config import TrainConfig
@@ -158,15 +157,19 @@ def make_config(
     return cfg
 
 
+def _raw_weight(layer: nn.Linear) -> nn.Parameter:
+    """The weight parameter itself: under spectral norm, the one the parametrisation normalises."""
+    params = dict(layer.named_parameters())
+    w = params.get("parametrizations.weight.original", params.get("weight"))
+    assert w is not None
+    return w
+
+
 def torch_init(module: nn.Module) -> None:
     """PyTorch's default ``nn.Linear`` init (also under a spectral-norm parametrisation)."""
     for m in module.modules():
         if isinstance(m, nn.Linear):
-            w = (
-                m.parametrizations.weight.original
-                if parametrize.is_parametrized(m, "weight")
-                else m.weight
-            )
+            w = _raw_weight(m)
             with torch.no_grad():
                 nn.init.kaiming_uniform_(w, a=math.sqrt(5))
                 if m.bias is not None:
