@@ -134,7 +134,6 @@ def fetch(dataset: str, names: list[str], root: Path, log: TextIO | None = None)
         for url in file_urls(source, name):
             print(f"downloading {url} -> {dest}", file=log or sys.stderr, flush=True)
             try:
-                folder.mkdir(parents=True, exist_ok=True)
                 _fetch_one(url, remote, dest)
                 break
             except (OSError, ValueError) as e:  # URLError and HTTPError are OSErrors
@@ -157,21 +156,24 @@ def _fetch_one(url: str, remote: RemoteFile, dest: Path) -> None:
     sha256, md5 = hashlib.sha256(), hashlib.md5()
     size = 0
 
-    def write(f: IO[bytes]) -> None:
-        nonlocal size
-        with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
+    # Connect first: with no network, not even the dataset's folder is created.
+    with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
+
+        def write(f: IO[bytes]) -> None:
+            nonlocal size
             while chunk := response.read(CHUNK):
                 sha256.update(chunk)
                 md5.update(chunk)
                 size += len(chunk)
                 f.write(chunk)
-        # Raised inside atomic_write, so the temporary file is removed, never renamed.
-        if size != remote.size or sha256.hexdigest() != remote.sha256:
-            raise ValueError(
-                f"checksum mismatch: got {size} bytes with sha256 {sha256.hexdigest()}, "
-                f"expected {remote.size} bytes with sha256 {remote.sha256}"
-            )
-        if md5.hexdigest() != remote.md5:
-            raise ValueError(f"checksum mismatch: md5 {md5.hexdigest()}, expected {remote.md5}")
+            # Raised inside atomic_write, so the temporary file is removed, never renamed.
+            if size != remote.size or sha256.hexdigest() != remote.sha256:
+                raise ValueError(
+                    f"checksum mismatch: got {size} bytes with sha256 {sha256.hexdigest()}, "
+                    f"expected {remote.size} bytes with sha256 {remote.sha256}"
+                )
+            if md5.hexdigest() != remote.md5:
+                raise ValueError(f"checksum mismatch: md5 {md5.hexdigest()}, expected {remote.md5}")
 
-    atomic_write(dest, write)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(dest, write)
