@@ -97,7 +97,8 @@ class Kind:
     def parse(self, name: str, value: Any, settings: Settings) -> Any:
         raise NotImplementedError
 
-    def schema(self, settings: Settings, context: SchemaContext) -> dict[str, Any]:
+    def schema(self, settings: Settings, context: SchemaContext) -> dict[str, Any] | None:
+        """The field's OpenAPI schema; None: this server does not offer the field."""
         raise NotImplementedError
 
     def wanted(self, settings: Settings) -> str:
@@ -232,7 +233,11 @@ class ClassLabel(Kind):
             f"{MAX_CLASS_NAME} characters), got {type_name(value)}",
         )
 
-    def schema(self, settings: Settings, context: SchemaContext) -> dict[str, Any]:
+    def schema(self, settings: Settings, context: SchemaContext) -> dict[str, Any] | None:
+        if not context.classes:
+            # No served model takes a class: the field is not offered (a request with one is a
+            # 400), so a client reading the document never sends what can only be refused.
+            return None
         described = "; ".join(
             f"{model}: {', '.join(names)}" for model, names in sorted(context.classes.items())
         )
@@ -243,7 +248,7 @@ class ClassLabel(Kind):
                 {"type": "integer", "minimum": 0},
                 {"type": "string", "minLength": 1, "maxLength": MAX_CLASS_NAME},
             ],
-            "description": described or "no served model is class-conditional",
+            "description": f"classes of the class-conditional models served: {described}",
         }
 
     def wanted(self, settings: Settings) -> str:
@@ -497,6 +502,8 @@ def request_schema(route: str, settings: Settings, context: SchemaContext) -> di
     properties: dict[str, Any] = {}
     for f in route_fields(route):
         prop = f.kind.schema(settings, context)
+        if prop is None:
+            continue
         default = f.default_value(settings)
         if f.doc_default and not f.required and default not in (NO_DEFAULT, None):
             prop["default"] = default

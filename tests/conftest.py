@@ -1,11 +1,19 @@
-"""Shared fixtures: a models folder holding two tiny exported models (no torch needed)."""
+"""Shared fixtures: a models folder holding two tiny exported models (no torch needed).
+
+The suite never downloads a dataset: a test that wants a download turns it back on and points
+``GAN_DATA_MIRROR`` at a local server (tests/training/test_download.py). Set here, at import,
+so the training subprocesses the tests start inherit it.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from fixtures.tiny_models import build_models_dir
+
+os.environ["GAN_DATA_DOWNLOAD"] = "0"
 
 
 @pytest.fixture(scope="session")

@@ -41,7 +41,9 @@ class CheckpointError(RuntimeError):
 
 def rng_state() -> dict[str, Any]:
     """This process's torch / CUDA / numpy / Python RNG states, as weights_only-loadable data."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # type: ignore[misc]
+    legacy = np.random.get_state(legacy=True)
+    assert isinstance(legacy, tuple)  # legacy=True: the MT19937 tuple, never the dict form
+    kind, keys, pos, has_gauss, cached = legacy
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "numpy": {
@@ -79,7 +81,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 # --- atomic files ----------------------------------------------------------------------------
 
 
-def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     """Write ``path`` through a same-directory temp file + fsync + ``os.replace``."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")

@@ -198,6 +198,7 @@ def export_onnx(model: SmallCNN, path: Path) -> None:
         opset_version=18,
         external_data=False,
     )
+    assert onnx_program is not None  # dynamo=True always returns the program
     onnx_program.optimize()
     onnx_program.save(str(path), external_data=False)
 

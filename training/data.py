@@ -1,4 +1,4 @@
-"""Real-sample streams for training: the 2-D toys, MNIST-style IDX files and folders of images.
+"""Real-sample streams for training: the 2-D toys, MNIST-style IDX files, CIFAR-10, image folders.
 
 A sampler is an endless, callable stream of batches whose position is part of its state: a
 checkpoint stores ``state_dict()`` and a resumed run draws exactly the batches an uninterrupted
@@ -9,20 +9,31 @@ permutation but takes its own interleaved slice of it, so ranks see disjoint sha
 from __future__ import annotations
 
 import hashlib
+import pickle
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from training import toy
+from training import cifar10, download, toy
 from training.config import TrainConfig
-from training.idx import CLASS_NAMES, IDX_DATASETS, DatasetNotFound, load_split
+from training.idx import (
+    CLASS_NAMES,
+    IDX_DATASETS,
+    MISSING_HINT,
+    DatasetNotFound,
+    data_root,
+    load_split,
+)
 
-DATASET_CHOICES = "ring8 | grid25 | mnist | fashion-mnist | folder:PATH"
+DATASET_CHOICES = "ring8 | grid25 | mnist | fashion-mnist | cifar10 | folder:PATH"
+CIFAR10 = "cifar10"
+T = TypeVar("T")
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp"})
 
 
@@ -37,11 +48,20 @@ def derive_seed(*parts: object) -> int:
 
 
 def check_dataset_name(name: str) -> None:
-    if name in toy.TOY_DATASETS or name in IDX_DATASETS:
+    if name in toy.TOY_DATASETS or name in IDX_DATASETS or name == CIFAR10:
         return
     if name.startswith("folder:") and len(name) > len("folder:"):
         return
     raise DatasetError(f"--dataset {name!r}: choose one of {DATASET_CHOICES}")
+
+
+def default_arch(dataset: str) -> str:
+    """The architecture made for the dataset's native image size."""
+    if dataset in toy.TOY_DATASETS:
+        return "mlp"
+    if dataset in IDX_DATASETS:
+        return "dcgan28"
+    return "dcgan32" if dataset == CIFAR10 else "dcgan64"
 
 
 class Sampler(Protocol):
@@ -153,7 +173,7 @@ class ArraySampler:
         perm = torch.randperm(len(self.images), generator=g)
         return perm[: self.shard_size * self.world_size][self.rank :: self.world_size]
 
-    def __call__(self) -> Tensor:
+    def __call__(self) -> Tensor | tuple[Tensor, Tensor]:
         if self.batch_in_epoch == self.batches_per_epoch:
             self.epoch_index += 1
             self.batch_in_epoch = 0
@@ -211,14 +231,63 @@ def load_idx_images(name: str, size: int, root: str | Path | None = None) -> Ten
     return load_idx_dataset(name, size, root)[0]
 
 
-def load_idx_dataset(name: str, size: int, root: str | Path | None = None) -> tuple[Tensor, Tensor]:
-    """The training split as uint8 ``(N, 1, size, size)`` images and int64 ``(N,)`` labels."""
+def _fetching_if_missing(
+    dataset: str, root: str | Path | None, fetch: bool, read: Callable[[], T]
+) -> T:
+    """``read()``; when its files are missing, download the dataset's official files, read again."""
     try:
-        images, labels = load_split(name, "train", root)
+        return read()
+    except DatasetNotFound as e:
+        if not (fetch and download.downloads_enabled()):
+            raise DatasetError(str(e)) from None
+        source = download.SOURCES[dataset]
+        folder = data_root(root) / source.folder
+        names = [f.name for f in source.files if not (folder / f.name).is_file()]
+        try:
+            download.fetch(dataset, names, data_root(root))
+        except download.DownloadError as d:
+            raise DatasetError(f"{e} {d}") from None
+    try:
+        return read()
     except DatasetNotFound as e:
         raise DatasetError(str(e)) from None
+
+
+def load_idx_dataset(
+    name: str, size: int, root: str | Path | None = None, fetch: bool = False
+) -> tuple[Tensor, Tensor]:
+    """The training split as uint8 ``(N, 1, size, size)`` images and int64 ``(N,)`` labels.
+
+    With ``fetch``, missing files are downloaded first (training.download).
+    """
+    images, labels = _fetching_if_missing(
+        name, root, fetch, lambda: load_split(name, "train", root)
+    )
     images_t = resize_u8(torch.from_numpy(images.copy()).unsqueeze(1), size)
     return images_t, torch.from_numpy(labels.astype(np.int64))
+
+
+def load_cifar10_dataset(
+    size: int, root: str | Path | None = None, fetch: bool = False, split: str = "train"
+) -> tuple[Tensor, Tensor, dict[str, Any]]:
+    """CIFAR-10 as uint8 ``(N, 3, size, size)`` images, int64 labels, and which copy was read."""
+
+    def read() -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        copies = cifar10.local_copies(data_root(root))
+        if not copies:
+            folder = data_root(root) / "cifar10"
+            raise DatasetNotFound(
+                f"dataset 'cifar10' ({split}) not found: neither {folder / cifar10.ARCHIVE} nor "
+                f"{folder / cifar10.JPEG_ZIP}. " + MISSING_HINT,
+                [folder / cifar10.ARCHIVE],
+            )
+        try:
+            return cifar10.load(copies[0], split)
+        except (OSError, ValueError, EOFError, KeyError, pickle.UnpicklingError) as e:
+            raise DatasetError(f"dataset 'cifar10': cannot read {copies[0]}: {e}") from None
+
+    images, labels, info = _fetching_if_missing(CIFAR10, root, fetch, read)
+    return resize_u8(torch.from_numpy(images), size), torch.from_numpy(labels), info
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -231,15 +300,15 @@ def load_image(path: Path, size: int) -> np.ndarray:
     """RGB, centre-cropped to a square, resized to ``size`` (LANCZOS): uint8 ``(3, size, size)``."""
     from PIL import Image
 
-    with Image.open(path) as im:
-        im = im.convert("RGB")
-        w, h = im.size
-        side = min(w, h)
-        left, top = (w - side) // 2, (h - side) // 2
-        im = im.crop((left, top, left + side, top + side)).resize(
-            (size, size), Image.Resampling.LANCZOS
-        )
-        return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1).copy()
+    with Image.open(path) as opened:
+        rgb = opened.convert("RGB")
+    w, h = rgb.size
+    side = min(w, h)
+    left, top = (w - side) // 2, (h - side) // 2
+    square = rgb.crop((left, top, left + side, top + side)).resize(
+        (size, size), Image.Resampling.LANCZOS
+    )
+    return np.asarray(square, dtype=np.uint8).transpose(2, 0, 1).copy()
 
 
 def load_folder_images(folder: str | Path, size: int) -> Tensor:
@@ -303,8 +372,15 @@ def image_size(arch: str) -> int:
     return {"dcgan28": 28, "dcgan32": 32, "dcgan64": 64}[arch]
 
 
-def make_sampler(cfg: TrainConfig, rank: int = 0, world_size: int = 1) -> Sampler:
-    """The real-sample stream of ``cfg.dataset`` for one process; ``.channels`` sizes the networks."""
+def make_sampler(
+    cfg: TrainConfig, rank: int = 0, world_size: int = 1, download: bool = True
+) -> Sampler:
+    """The real-sample stream of ``cfg.dataset`` for one process; ``.channels`` sizes the networks.
+
+    ``download``: fetch a missing mnist / fashion-mnist / cifar10 into the data root (also off
+    with ``GAN_DATA_DOWNLOAD=0``). Every process loads (and may fetch) its own copy: nodes need
+    not share a file system, and the atomic rename makes two fetches into one folder harmless.
+    """
     check_dataset_name(cfg.dataset)
     if cfg.dataset in toy.TOY_DATASETS:
         # Fresh draws: seeding by rank is all it takes for ranks to see different samples.
@@ -312,9 +388,13 @@ def make_sampler(cfg: TrainConfig, rank: int = 0, world_size: int = 1) -> Sample
     size = image_size(cfg.arch)
     labels: Tensor | None
     if cfg.dataset in IDX_DATASETS:
-        images, labels = load_idx_dataset(cfg.dataset, size, cfg.data_root)
+        images, labels = load_idx_dataset(cfg.dataset, size, cfg.data_root, fetch=download)
         names = CLASS_NAMES[cfg.dataset]
         info: dict[str, Any] = {"dataset": cfg.dataset, "kind": "idx"}
+    elif cfg.dataset == CIFAR10:
+        images, labels, source = load_cifar10_dataset(size, cfg.data_root, fetch=download)
+        names = cifar10.CLASS_NAMES
+        info = {"dataset": cfg.dataset, "kind": "cifar10", **source}
     else:
         folder = cfg.dataset.removeprefix("folder:")
         images, labels, names = load_folder_dataset(folder, size, with_labels=cfg.conditional)

@@ -1,4 +1,4 @@
-"""MNIST-style IDX files (gzip'd), read with numpy: no torchvision, no download."""
+"""MNIST-style IDX files (gzip'd), read with numpy (no torchvision); training.download fetches them."""
 
 from __future__ import annotations
 
@@ -29,7 +29,21 @@ _FILES = {
 
 
 class DatasetNotFound(FileNotFoundError):
-    pass
+    """The files of a dataset are not under the data root; ``missing`` lists those absent."""
+
+    def __init__(self, message: str, missing: list[Path] | None = None) -> None:
+        super().__init__(message)
+        self.missing = list(missing or [])
+
+
+MISSING_HINT = (
+    "Pass --data-root (or set GAN_DATA_ROOT) to the folder holding mnist/, fashion-mnist/ "
+    "and cifar10/."
+)
+
+
+def data_root(root: Path | str | None = None) -> Path:
+    return Path(root or DEFAULT_DATA_ROOT).resolve()
 
 
 def load_idx(path: Path) -> np.ndarray:
@@ -48,7 +62,7 @@ def split_paths(name: str, split: str = "train", root: Path | str | None = None)
         raise ValueError(f"unknown IDX dataset {name!r}; choose one of {sorted(IDX_DATASETS)}")
     if split not in _FILES:
         raise ValueError(f"unknown split {split!r}; choose 'train' or 'test'")
-    folder = Path(root or DEFAULT_DATA_ROOT).resolve() / IDX_DATASETS[name]
+    folder = data_root(root) / IDX_DATASETS[name]
     return [folder / f for f in _FILES[split]]
 
 
@@ -58,11 +72,12 @@ def load_split(
     """Return ``(images (N, 28, 28) uint8, labels (N,) uint8)`` of ``mnist`` or ``fashion-mnist``."""
     paths = split_paths(name, split, root)
     folder = paths[0].parent
-    missing = [str(p) for p in paths if not p.is_file()]
+    missing = [p for p in paths if not p.is_file()]
     if missing:
         raise DatasetNotFound(
-            f"dataset {name!r} ({split}) not found: missing {', '.join(missing)}. "
-            "Pass --data-root (or set GAN_DATA_ROOT) to the folder holding mnist/ and fashion-mnist/."
+            f"dataset {name!r} ({split}) not found: missing {', '.join(map(str, missing))}. "
+            + MISSING_HINT,
+            missing,
         )
     images, labels = (load_idx(p) for p in paths)
     if len(images) != len(labels):

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -103,8 +103,13 @@ def dcgan_init(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-def _maybe_sn(layer: nn.Module, on: bool) -> nn.Module:
-    return _sn(layer) if on else layer
+M = TypeVar("M", bound=nn.Module)
+
+
+def _maybe_sn(layer: M, on: bool) -> M:
+    if on:
+        _sn(layer)  # parametrises the layer in place (and returns it)
+    return layer
 
 
 class MLPGenerator(nn.Module):

@@ -12,7 +12,7 @@ The graphs' inputs and outputs are the contract (docs/model-format.md):
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -20,6 +20,9 @@ from torch import Tensor, nn
 
 from contract.latents import classes_for_seeds, latents
 from contract.onnx_runtime import cpu_session
+
+if TYPE_CHECKING:
+    from training.nets import ProjectionDiscriminator
 
 OPSET = 18
 PARITY_TOL = 1e-4
@@ -91,6 +94,11 @@ class DiscriminatorGraph(nn.Module):
     Runtime to reproduce it.
     """
 
+    # Buffers (register_buffer below), typed for mypy: nn.Module's __getattr__ says Tensor | Module.
+    variance_floor: Tensor
+    mean: Tensor
+    whiten: Tensor
+
     def __init__(
         self,
         discriminator: nn.Module,
@@ -131,7 +139,7 @@ class DiscriminatorGraph(nn.Module):
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
         if self.conditional:
-            logits = self.discriminator.all_logits(images)
+            logits = cast("ProjectionDiscriminator", self.discriminator).all_logits(images)
         else:
             logits = self.discriminator(self._packed(images))
         ood = torch.linalg.vector_norm((self.features(images) - self.mean) @ self.whiten, dim=1)

@@ -28,7 +28,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 KL_TARGET = 0.05
 WEAK = "early"
@@ -110,12 +110,15 @@ def run_parallel(
     jobs: list[tuple[str, list[str], Path]], parallel: int, limit: float, threads: int
 ) -> dict[str, dict[str, Any]]:
     """Run ``(name, cmd, log)`` jobs, at most ``parallel`` at once; SIGTERM any past ``limit`` s."""
-    pending, running, done = list(jobs), {}, {}
+    pending = list(jobs)
+    # name -> (process, start time, its log file, SIGTERM sent)
+    running: dict[str, tuple[subprocess.Popen[bytes], float, IO[str], bool]] = {}
+    done: dict[str, dict[str, Any]] = {}
     while pending or running:
         while pending and len(running) < parallel:
             name, cmd, log = pending.pop(0)
             log.parent.mkdir(parents=True, exist_ok=True)
-            f = log.open("w")
+            f: IO[str] = log.open("w")
             p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=_env(threads))
             running[name] = (p, time.monotonic(), f, False)
             print(f"[sweep] start {name}: {' '.join(cmd[1:])}", flush=True)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import copy
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -33,11 +34,27 @@ def lr_factor(step: int, steps: int, decay: float) -> float:
     return min(1.0, (steps - step) / (decay * steps))
 
 
-def make_optimizer(params, cfg: TrainConfig, lr: float) -> torch.optim.Optimizer:
+def make_optimizer(
+    params: Iterable[nn.Parameter], cfg: TrainConfig, lr: float | None
+) -> torch.optim.Optimizer:
+    assert lr is not None and cfg.beta1 is not None and cfg.beta2 is not None  # resolved
     if get_loss(cfg.loss).optimizer == "rmsprop":
         # WGAN (Arjovsky et al.): momentum-based optimisers were unstable with weight clipping.
         return torch.optim.RMSprop(params, lr=lr)
     return torch.optim.Adam(params, lr=lr, betas=(cfg.beta1, cfg.beta2))
+
+
+def grad_norm(module: nn.Module) -> float:
+    """L2 norm of all of ``module``'s gradients together (what clip_grad_norm_ would clip)."""
+    norms = [p.grad.detach().norm() for p in module.parameters() if p.grad is not None]
+    return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
+
+
+def _bare(module: nn.Module) -> nn.Module:
+    """The module inside a DistributedDataParallel wrapper (or the module itself)."""
+    inner = getattr(module, "module", module)
+    assert isinstance(inner, nn.Module)
+    return inner
 
 
 class GanTrainer:
@@ -61,14 +78,18 @@ class GanTrainer:
         self.device = device
         self.opt_g = make_optimizer(G.parameters(), cfg, cfg.lr_g)
         self.opt_d = make_optimizer(D.parameters(), cfg, cfg.lr_d)
-        bare = G.module if hasattr(G, "module") else G
+        bare = _bare(G)
         self.generator: nn.Module = bare
         self.g_ema: nn.Module | None = (
             copy.deepcopy(bare).eval().requires_grad_(False) if cfg.ema > 0 else None
         )
         self.ema_updates = 0
+        # When set, the next step also reports gradient norms and learning rates: the loop sets
+        # it on the steps it logs, so the extra pass over the gradients is paid only there.
+        self.measure = False
 
     def sample_z(self, n: int) -> Tensor:
+        assert self.cfg.z_dim is not None  # resolved by TrainConfig
         return torch.randn(n, self.cfg.z_dim, device=self.device)
 
     def set_step(self, step: int) -> None:
@@ -77,6 +98,7 @@ class GanTrainer:
             return
         factor = lr_factor(step, self.cfg.steps, self.cfg.lr_decay)
         for opt, base in ((self.opt_g, self.cfg.lr_g), (self.opt_d, self.cfg.lr_d)):
+            assert base is not None  # resolved by TrainConfig
             for group in opt.param_groups:
                 group["lr"] = base * factor
 
@@ -90,7 +112,8 @@ class GanTrainer:
         cfg, loss = self.cfg, self.loss
         stats: dict[str, float] = {}
         labels: Tensor | None = None
-        for _ in range(cfg.n_critic):
+        assert cfg.n_critic is not None  # resolved by TrainConfig
+        for i in range(cfg.n_critic):
             batch = next_real()
             if isinstance(batch, tuple):
                 real, labels = batch
@@ -110,6 +133,9 @@ class GanTrainer:
                 d_loss = d_loss + cfg.gp_weight * gp
             self.opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
+            if self.measure and i == cfg.n_critic - 1:
+                # Before G's backward, which also deposits gradients in D's parameters.
+                stats["d_grad_norm"] = grad_norm(self.D)
             self.opt_d.step()
             if cfg.weight_clip:
                 with torch.no_grad():
@@ -133,6 +159,10 @@ class GanTrainer:
         g_loss = loss.g_loss(self._judge(fake, g_labels))
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
+        if self.measure:
+            stats["g_grad_norm"] = grad_norm(self.G)
+            stats["lr_g"] = float(self.opt_g.param_groups[0]["lr"])
+            stats["lr_d"] = float(self.opt_d.param_groups[0]["lr"])
         self.opt_g.step()
         if self.g_ema is not None:
             # Warm-up (as TF's ExponentialMovingAverage with num_updates): with a fixed 0.999 the
@@ -155,8 +185,8 @@ class GanTrainer:
         """The generator to sample and export from: the EMA copy when enabled."""
         return self.g_ema if self.g_ema is not None else self.generator
 
-    def state_dict(self) -> dict:
-        bare_d = self.D.module if hasattr(self.D, "module") else self.D
+    def state_dict(self) -> dict[str, Any]:
+        bare_d = _bare(self.D)
         return {
             "G": self.generator.state_dict(),
             "D": bare_d.state_dict(),
@@ -166,8 +196,8 @@ class GanTrainer:
             "opt_d": self.opt_d.state_dict(),
         }
 
-    def load_state_dict(self, state: dict) -> None:
-        bare_d = self.D.module if hasattr(self.D, "module") else self.D
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        bare_d = _bare(self.D)
         self.generator.load_state_dict(state["G"])
         bare_d.load_state_dict(state["D"])
         if self.g_ema is not None and state.get("G_ema") is not None:

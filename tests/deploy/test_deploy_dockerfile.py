@@ -83,7 +83,7 @@ def test_builder_installs_only_the_service_dependencies() -> None:
     assert "pip install --no-cache-dir -r requirements.txt" in run
 
 
-def test_runtime_copies_service_and_models_only() -> None:
+def test_runtime_copies_the_contract_service_and_models_only() -> None:
     runtime = parse_dockerfile(DOCKERFILE).stage("runtime")
     sources = []
     for copy in runtime.all("COPY"):
@@ -92,7 +92,7 @@ def test_runtime_copies_service_and_models_only() -> None:
             assert words == ["/opt/venv", "/opt/venv"]
             continue
         sources += words[:-1]
-    assert sorted(sources) == ["models/", "service/"]
+    assert sorted(sources) == ["contract/", "models/", "service/"]
 
 
 @pytest.mark.parametrize(

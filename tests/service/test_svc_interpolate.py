@@ -123,7 +123,14 @@ def test_parse_defaults() -> None:
 def test_openapi_schema_has_the_parser_bounds() -> None:
     context = api.SchemaContext(("tiny-a",), "tiny-a")
     schema = api.request_schema("interpolate", Settings(n_max=64), context)
-    assert set(schema["properties"]) == api.field_names("interpolate")
+    # No served model takes a class: the field is not offered.
+    assert set(schema["properties"]) == api.field_names("interpolate") - {"class"}
+    with_classes = api.SchemaContext(("tiny-c",), "tiny-c", classes={"tiny-c": ("a", "b")})
+    offered = api.request_schema("interpolate", Settings(n_max=64), with_classes)["properties"]
+    assert (
+        set(offered) == api.field_names("interpolate")
+        and "tiny-c: a, b" in offered["class"]["description"]
+    )
     assert schema["required"] == ["seed_a", "seed_b"]
     props = schema["properties"]
     assert (props["steps"]["minimum"], props["steps"]["maximum"]) == (2, 64)

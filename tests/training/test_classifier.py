@@ -15,6 +15,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from fixtures.real_data import require_real_data
 
 from training.classifier import (
     CLASSIFIER_DIR,
@@ -25,7 +26,7 @@ from training.classifier import (
     random_shift,
     to_model_range,
 )
-from training.idx import DatasetNotFound, load_split
+from training.idx import load_split
 
 TARGETS = {"mnist": 0.99, "fashion-mnist": 0.90}
 
@@ -37,10 +38,8 @@ def _session(dataset: str) -> ort.InferenceSession:
 
 
 def _test_subset(dataset: str, n: int = 2000) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        images, labels = load_split(dataset, "test")
-    except DatasetNotFound:
-        pytest.skip("../shared/data not present")
+    require_real_data(dataset, splits=("test",))
+    images, labels = load_split(dataset, "test")
     keep = np.random.default_rng(0).choice(len(images), n, replace=False)
     return images[keep], labels[keep]
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import gzip
-import struct
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from fixtures.fake_data import write_idx
+from fixtures.real_data import require_real_data
 
 from training import toy
 from training.config import TrainConfig
@@ -21,23 +21,6 @@ from training.data import (
     load_idx_images,
     make_sampler,
 )
-from training.idx import DEFAULT_DATA_ROOT
-
-HAVE_MNIST = (DEFAULT_DATA_ROOT / "mnist" / "train-images-idx3-ubyte.gz").is_file()
-
-
-def write_idx(folder: Path, images: np.ndarray, name: str = "mnist") -> Path:
-    """Fake ``<root>/<name>/train-*-ubyte.gz`` files in the real IDX format."""
-    d = folder / name
-    d.mkdir(parents=True, exist_ok=True)
-    n, h, w = images.shape
-    with gzip.open(d / "train-images-idx3-ubyte.gz", "wb") as f:
-        f.write(struct.pack(">BBBBIII", 0, 0, 8, 3, n, h, w) + images.astype(np.uint8).tobytes())
-    with gzip.open(d / "train-labels-idx1-ubyte.gz", "wb") as f:
-        f.write(
-            struct.pack(">BBBBI", 0, 0, 8, 1, n) + (np.arange(n) % 10).astype(np.uint8).tobytes()
-        )
-    return folder
 
 
 def numbered_images(n: int) -> np.ndarray:
@@ -173,8 +156,8 @@ def test_too_few_images_for_a_batch() -> None:
         ArraySampler(torch.zeros(6, 1, 28, 28, dtype=torch.uint8), batch_size=8, seed=0)
 
 
-@pytest.mark.skipif(not HAVE_MNIST, reason="MNIST files not in ../shared/data")
 def test_real_mnist_loads() -> None:
+    require_real_data("mnist", splits=("train",))
     s = make_sampler(TrainConfig(dataset="mnist", arch="dcgan28", batch_size=64))
     assert s.info["n_images"] == 60_000 and s.batches_per_epoch == 937
     x = s()
@@ -236,4 +219,4 @@ def test_unreadable_images_are_skipped_with_a_warning(tmp_path: Path) -> None:
 
 def test_unknown_dataset_name() -> None:
     with pytest.raises(DatasetError, match="choose one of"):
-        make_sampler(TrainConfig(dataset="cifar10", arch="dcgan32"))
+        make_sampler(TrainConfig(dataset="cifar100", arch="dcgan32"))

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from PIL import Image
+from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
 from training.checkpoint import load_checkpoint
 
@@ -118,6 +119,12 @@ def _check_every_file(
         elif path.suffix == ".png":
             with Image.open(path) as image:
                 image.load()
+        elif name.startswith("events.out.tfevents."):
+            # Appended by TensorBoard's writer, not atomic: its own reader must still read it
+            # (a kill can tear the last record, which the reader drops).
+            assert list(EventFileLoader(str(path)).Load()), path
+            kinds["tfevents"] = kinds.get("tfevents", 0) + 1
+            continue
         else:
             path.read_text()
         kinds[path.suffix] = kinds.get(path.suffix, 0) + 1
@@ -146,7 +153,7 @@ def test_sigkill_storm_then_resume_matches_uninterrupted_run(tmp_path: Path) -> 
     assert uninterrupted.wait(timeout=300) == 0
 
     kinds = _check_every_file(killed, after_kill=False, killed_pids=killed_pids)
-    assert {".pt", ".json", ".jsonl", ".png", ".txt"} <= set(kinds), kinds
+    assert {".pt", ".json", ".jsonl", ".png", ".txt", "tfevents"} <= set(kinds), kinds
     assert _checkpoint_step(killed) == STEPS
     straight_losses, killed_losses = _losses(straight), _losses(killed)
     assert len(straight_losses) == STEPS // 5

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fixtures.fake_data import fake_mnist
 from PIL import Image
 
 from training.checkpoint import load_checkpoint
@@ -33,21 +34,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def fake_mnist(root: Path, n: int = 48) -> Path:
-    """A tiny IDX dataset in the real file format (so the tests never need the real one)."""
-    import gzip
-    import struct
-
-    d = root / "mnist"
-    d.mkdir(parents=True, exist_ok=True)
-    imgs = np.random.default_rng(0).integers(0, 256, (n, 28, 28), dtype=np.uint8)
-    with gzip.open(d / "train-images-idx3-ubyte.gz", "wb") as f:
-        f.write(struct.pack(">BBBBIII", 0, 0, 8, 3, n, 28, 28) + imgs.tobytes())
-    with gzip.open(d / "train-labels-idx1-ubyte.gz", "wb") as f:
-        f.write(struct.pack(">BBBBI", 0, 0, 8, 1, n) + bytes(n))
-    return root
 
 
 def records(run: Path) -> list[dict]:
@@ -109,7 +95,7 @@ def test_bad_loss_exits_2_with_one_line_and_no_traceback(tmp_path: Path) -> None
             "dataset 'mnist' (train) not found",
         ),
         (["--dataset", "folder:{tmp}/nothing"], "is not a directory"),
-        (["--dataset", "cifar10"], "--dataset 'cifar10': choose one of"),
+        (["--dataset", "cifar100"], "--dataset 'cifar100': choose one of"),
         (
             ["--dataset", "ring8", "--batch-size", "10", "--pack", "4"],
             "--batch-size 10 must be a multiple of --pack 4",

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
+from fixtures.real_data import in_ci
 from fixtures.tiny_models import build_conditional_model
 from server_process import Server, launch, wait_ready
 from smooth_model import build_smooth_model
@@ -43,10 +44,6 @@ CHROME_FLAGS = (
     "--lang=en-US",
     "--window-size=1280,1000",
 )
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
 def browser_missing(reason: str) -> None:
