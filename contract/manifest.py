@@ -7,6 +7,7 @@ of the realness to ``gan-model/1``, which is still read unchanged. numpy only, s
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from dataclasses import dataclass
@@ -58,8 +59,9 @@ class OodSpec:
     """The out-of-distribution factor of the realness (contract/realness.py)."""
 
     output: str  # the discriminator graph's output holding the distance, shape (B,)
-    threshold: float
-    scale: float
+    quantiles: tuple[float, ...]  # of held-out real images' distances, probabilities 0..1
+    held_out: int  # how many held-out images the quantiles summarise
+    full_credit: float  # a p-value at least this costs nothing
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,15 @@ class RealnessSpec:
             return realness.log_realness(logit, self.a, self.b)
         if ood is None:
             raise ValueError("this model's realness needs the discriminator's ood output")
-        return realness.log_realness(logit, self.a, self.b, ood, self.ood.threshold, self.ood.scale)
+        return realness.log_realness(
+            logit,
+            self.a,
+            self.b,
+            ood,
+            np.asarray(self.ood.quantiles),
+            self.ood.held_out,
+            self.ood.full_credit,
+        )
 
     def realness(
         self,
@@ -280,11 +290,22 @@ def _ood(block: dict[str, Any], where: str) -> OodSpec | None:
     if not isinstance(ood, dict):
         raise ManifestError(f"{where}: realness.ood must be an object or null")
     output = _field(ood, "output", str, where, "realness.ood.")
-    threshold = float(_field(ood, "threshold", float, where, "realness.ood."))
-    scale = float(_field(ood, "scale", float, where, "realness.ood."))
-    if not (math.isfinite(threshold) and math.isfinite(scale) and scale > 0):
-        raise ManifestError(f"{where}: realness.ood.threshold must be finite and scale > 0")
-    return OodSpec(output, threshold, scale)
+    quantiles = _field(ood, "quantiles", list, where, "realness.ood.")
+    if (
+        len(quantiles) < 2
+        or not all(_is_number(q) and math.isfinite(q) for q in quantiles)
+        or any(b < a for a, b in itertools.pairwise(quantiles))
+    ):
+        raise ManifestError(
+            f"{where}: realness.ood.quantiles must be 2 or more finite numbers in increasing order"
+        )
+    held_out = _field(ood, "held_out", int, where, "realness.ood.")
+    full_credit = float(_field(ood, "full_credit", float, where, "realness.ood."))
+    if held_out < 1 or not 0.0 < full_credit <= 1.0:
+        raise ManifestError(
+            f"{where}: realness.ood.held_out must be >= 1 and full_credit in (0, 1]"
+        )
+    return OodSpec(output, tuple(float(q) for q in quantiles), held_out, full_credit)
 
 
 def _is_number(value: object) -> bool:

@@ -130,7 +130,7 @@ class RealImages:
     """Real training images in the model's value range, split so no image serves two fits."""
 
     fit: np.ndarray  # the OOD Gaussian
-    held_out: np.ndarray  # the OOD threshold and scale
+    held_out: np.ndarray  # the quantiles of real distances: the OOD p-value
     calibration: np.ndarray  # Platt scaling and the parity check
     source: str
 
@@ -162,6 +162,16 @@ def real_images(run: Run, data_root: str | None) -> RealImages:
     n_fit = min(realness_fit.FIT_IMAGES, len(u8) - n_held - n_cal)
     x = from_uint8(u8[order[: n_fit + n_held + n_cal]])
     return RealImages(x[:n_fit], x[n_fit : n_fit + n_held], x[n_fit + n_held :], source)
+
+
+def ood_spread(ood: dict[str, Any] | None) -> float:
+    """The spread of held-out real distances (99th minus 50th percentile): the unit the
+    parity check compares the OOD distance in."""
+    if ood is None:
+        return 1.0
+    q = np.asarray(ood["quantiles"])
+    probs = np.linspace(0.0, 1.0, len(q))
+    return max(float(np.interp(0.99, probs, q) - np.interp(0.5, probs, q)), 1e-6)
 
 
 def build_manifest(
@@ -305,7 +315,8 @@ def write_model_card(
         f"{parity['max_abs_diff_generator']:.2e}, discriminator {parity['max_abs_diff_discriminator']:.2e}",
         f"- realness: `{rel['formula']}` with a={rel['a']:.4g}, b={rel['b']:.4g}"
         + (
-            f", ood threshold {rel['ood']['threshold']:.4g}, scale {rel['ood']['scale']:.4g}"
+            f", ood p-value from {rel['ood']['held_out']} held-out real images (median distance "
+            f"{rel['ood']['quantiles'][len(rel['ood']['quantiles']) // 2]:.4g})"
             if rel.get("ood")
             else ""
         ),
@@ -395,7 +406,7 @@ def export_run(
             args.z_dim,
             args.num_classes,
             real.calibration,
-            ood_scale=ood["scale"] if ood else 1.0,
+            ood_scale=ood_spread(ood),
         )
         manifest = build_manifest(name, run, which_g, tmp, parity, realness)
         write_manifest(tmp, manifest)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from contract.latents import classes_for_seeds, latents
@@ -28,8 +29,8 @@ OPSET = 18
 PARITY_TOL = 1e-4
 # The OOD distance whitens D's features by the spread real images show: a feature real images
 # barely vary in amplifies float32 rounding (torch and ONNX Runtime sum in different orders).
-# What matters is the realness it feeds, sigmoid(-(ood - t) / s): the distance is compared in
-# units of the fitted scale s, and 1e-2 of it moves the realness by at most 0.0025.
+# What matters is the realness it feeds: the distance is compared in units of the spread of
+# held-out real images' distances (``ood_scale``), 1e-2 of which moves their p-value by ~1e-3.
 OOD_PARITY_TOL = 1e-2
 PARITY_SEEDS = 64
 MAX_BATCH = 4096
@@ -65,6 +66,13 @@ def trunk_of(discriminator: nn.Module) -> nn.Sequential:
     return trunk
 
 
+def feature_layers(discriminator: nn.Module) -> nn.Sequential:
+    """D's layers up to its last activation: the trunk without the layer that makes the score."""
+    trunk = trunk_of(discriminator)
+    last = max(i for i, m in enumerate(trunk) if isinstance(m, nn.LeakyReLU))
+    return nn.Sequential(*list(trunk)[: last + 1])
+
+
 def pooled_moments(trunk: nn.Sequential, x: Tensor) -> tuple[Tensor, Tensor]:
     """Per-channel spatial mean and variance after every LeakyReLU of D's trunk, each (B, sum C).
 
@@ -84,18 +92,36 @@ def pooled_moments(trunk: nn.Sequential, x: Tensor) -> tuple[Tensor, Tensor]:
     return torch.cat(means, dim=1), torch.cat(variances, dim=1)
 
 
+DEEP_COMPONENTS = 96
+LAPLACE_GRID = 4
+
+
+def laplacian_energy(images: Tensor) -> Tensor:
+    """log of the mean squared Laplacian on a ``LAPLACE_GRID`` x ``LAPLACE_GRID`` grid, averaged
+    over colour channels: how sharp each part of the image is. A blurred image loses exactly
+    this, while its layout (what D's coarse features see) barely moves. (B, grid * grid)."""
+    kernel = images.new_tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
+    c = images.shape[1]
+    lap = F.conv2d(images, kernel.expand(c, 1, 3, 3), padding=1, groups=c)
+    energy = F.adaptive_avg_pool2d(lap.square().mean(dim=1, keepdim=True), LAPLACE_GRID)
+    return torch.log(energy.flatten(1) + 1e-3)
+
+
 class DiscriminatorGraph(nn.Module):
     """``images -> (logits, ood)``: what discriminator.onnx computes.
 
-    ``ood`` is the Mahalanobis distance of ``features`` from the real-image Gaussian fitted
-    at export (training/realness_fit.py), as ``||(f - mean) @ whiten||`` with ``whiten`` the
-    inverse square root of the covariance: a plain norm in float32 is better conditioned than
-    ``diff @ precision @ diff``. Computed in the graph so the service needs nothing but ONNX
-    Runtime to reproduce it.
+    ``ood`` is the Mahalanobis distance of ``features`` from a Gaussian of real training images'
+    features fitted at export (training/realness_fit.py), as ``||(f - mean) @ whiten||`` with
+    ``whiten`` the inverse square root of the covariance: a plain norm in float32 is better
+    conditioned than ``diff @ precision @ diff``. Computed in the graph so the service needs
+    nothing but ONNX Runtime to reproduce it. The buffers start as placeholders (zeros,
+    identities) and are set by the fit before export.
     """
 
     # Buffers (register_buffer below), typed for mypy: nn.Module's __getattr__ says Tensor | Module.
     variance_floor: Tensor
+    deep_mean: Tensor
+    deep_basis: Tensor
     mean: Tensor
     whiten: Tensor
 
@@ -105,8 +131,6 @@ class DiscriminatorGraph(nn.Module):
         pack: int,
         conditional: bool,
         image_shape: tuple[int, int, int],
-        mean: Tensor | None = None,
-        whiten: Tensor | None = None,
     ):
         super().__init__()
         self.discriminator = discriminator
@@ -114,14 +138,16 @@ class DiscriminatorGraph(nn.Module):
         self.conditional = conditional
         self.image_shape = image_shape
         with torch.no_grad():
-            channels = pooled_moments(
-                trunk_of(discriminator), self._packed(torch.zeros(1, *image_shape))
-            )[0].shape[1]
-        n = 2 * channels
-        # Set by training/realness_fit.py: a per-channel variance floor, then the Gaussian.
+            probe = self._packed(torch.zeros(1, *image_shape))
+            channels = pooled_moments(trunk_of(discriminator), probe)[0].shape[1]
+            deep = feature_layers(discriminator)(probe).flatten(1).shape[1]
+        components = min(DEEP_COMPONENTS, deep)
+        n = 2 * channels + LAPLACE_GRID**2 + components
         self.register_buffer("variance_floor", torch.ones(channels))
-        self.register_buffer("mean", torch.zeros(n) if mean is None else mean.float())
-        self.register_buffer("whiten", torch.eye(n) if whiten is None else whiten.float())
+        self.register_buffer("deep_mean", torch.zeros(deep))
+        self.register_buffer("deep_basis", torch.eye(deep, components))
+        self.register_buffer("mean", torch.zeros(n))
+        self.register_buffer("whiten", torch.eye(n))
 
     def _packed(self, images: Tensor) -> Tensor:
         return images.repeat(1, self.pack, 1, 1) if self.pack > 1 else images
@@ -129,13 +155,22 @@ class DiscriminatorGraph(nn.Module):
     def moments(self, images: Tensor) -> tuple[Tensor, Tensor]:
         return pooled_moments(trunk_of(self.discriminator), self._packed(images))
 
+    def deep(self, images: Tensor) -> Tensor:
+        """D's last feature map, flattened: what D has learnt the data's content looks like."""
+        return feature_layers(self.discriminator)(self._packed(images)).flatten(1)
+
     def features(self, images: Tensor) -> Tensor:
-        """Channel means and log variances. The log because an image without texture (a flat
-        frame, a heavy blur) has variances near 0, i.e. many orders of magnitude below real
-        images', which a Gaussian on raw variances would barely see; the floor (a fraction of the
-        real images' typical variance) keeps the log, and float32 rounding, bounded there."""
+        """Per channel of every D layer the mean and log variance of its response (the log
+        because a flat frame or a heavy blur has variances orders of magnitude below real
+        images'; the floor, a fraction of their typical variance, bounds the log and float32's
+        rounding there), the Laplacian energy grid, and the top principal components of D's last
+        feature map."""
         mean, variance = self.moments(images)
-        return torch.cat([mean, torch.log(variance + self.variance_floor)], dim=1)
+        deep = (self.deep(images) - self.deep_mean) @ self.deep_basis
+        return torch.cat(
+            [mean, torch.log(variance + self.variance_floor), laplacian_energy(images), deep],
+            dim=1,
+        )
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
         if self.conditional:

@@ -4,11 +4,10 @@ Two fits, neither of which sees the test split (the metrics judge on it) or any 
 sets the metrics test against (black frames, noise, the other dataset, ...): what the score
 rejects, it rejects because it is far from real training images, not because it was shown them.
 
-- the out-of-distribution term: a Gaussian fitted to D's pooled features of real training
-  images (``FIT_IMAGES`` of them); its Mahalanobis distance is computed inside the ONNX graph.
-  The threshold and scale come from training images held out of that fit: ``t`` is their
-  ``OOD_QUANTILE`` quantile and ``s = (t - median) / OOD_SOFTNESS``, so a held-out real image at
-  the median pays ``sigmoid(OOD_SOFTNESS)`` ~ 0.98 and one at three widths past ``t`` 0.05;
+- the out-of-distribution term: a Gaussian fitted to features of D's activations on real
+  training images (``FIT_IMAGES`` of them); its Mahalanobis distance is computed inside the ONNX
+  graph. ``QUANTILES`` quantiles of the distances of ``HELD_OUT_IMAGES`` other training images
+  turn a distance into a p-value: the fraction of real images at least as far out;
 - Platt scaling of D's logit (real vs generated, held-out real images and generated images from
   seeds users rarely try) for losses whose D output is not a log-odds.
 """
@@ -23,12 +22,13 @@ import torch
 from contract.latents import classes_for_seeds, latents
 from contract.realness import class_logits
 from training.losses import get_loss
-from training.onnx_export import DiscriminatorGraph
+from training.onnx_export import LAPLACE_GRID, DiscriminatorGraph
 
 FIT_IMAGES = 20_000
 HELD_OUT_IMAGES = 4_000
-OOD_QUANTILE = 0.995
-OOD_SOFTNESS = 4.0
+QUANTILES = 201  # of held-out real distances: the p-value's resolution (0.5%)
+FULL_CREDIT = 0.5  # p-values at least this (as typical as the median real image) count as 1
+DEEP_FIT_IMAGES = 6000
 # Shrinkage towards a scaled identity: pooled features of nearby layers are strongly correlated
 # and a few are near-constant, so the raw covariance is close to singular.
 SHRINKAGE = 1e-2
@@ -56,43 +56,50 @@ def batched(fn: Any, x: np.ndarray, batch: int = 1000) -> list[np.ndarray]:
 def fit_ood(
     graph: DiscriminatorGraph, fit_images: np.ndarray, held_out: np.ndarray
 ) -> dict[str, Any]:
-    """Set the graph's Gaussian and return the ``realness.ood`` block of model.json."""
+    """Fit the graph's feature Gaussian on ``fit_images``; return the ``realness.ood`` block of
+    model.json, whose quantiles of ``held_out`` distances turn a distance into a p-value."""
     _, variances = batched(graph.moments, fit_images)
     floor = np.maximum(VARIANCE_FLOOR * np.median(variances, axis=0), 1e-12)
     graph.variance_floor.copy_(torch.from_numpy(floor).float())
+    # The principal axes of D's last feature map, from a subset (thousands of dimensions).
+    (deep,) = batched(graph.deep, fit_images[:DEEP_FIT_IMAGES])
+    deep = deep.astype(np.float64)
+    deep_mean = deep.mean(axis=0)
+    _, axes = np.linalg.eigh(np.cov(deep - deep_mean, rowvar=False))
+    basis = axes[:, ::-1][:, : graph.deep_basis.shape[1]].copy()
+    graph.deep_mean.copy_(torch.from_numpy(deep_mean).float())
+    graph.deep_basis.copy_(torch.from_numpy(basis).float())
     (features,) = batched(graph.features, fit_images)
     f = features.astype(np.float64)
     mean = f.mean(axis=0)
-    cov = np.cov(f, rowvar=False)
-    eigenvalues, vectors = np.linalg.eigh(cov)
+    eigenvalues, vectors = np.linalg.eigh(np.cov(f, rowvar=False))
     # No direction is trusted below FEATURE_FLOOR of the features' own size: float32 rounding of
     # a feature is ~1e-7 of its size, and whitening a direction real images barely vary in would
     # amplify that into distances torch and ONNX Runtime disagree on.
-    floor = (FEATURE_FLOOR * float(np.sqrt(np.mean(f * f)))) ** 2
-    eigenvalues = np.maximum(eigenvalues + SHRINKAGE * eigenvalues.mean(), floor)
+    floor_ev = (FEATURE_FLOOR * float(np.sqrt(np.mean(f * f)))) ** 2
+    eigenvalues = np.maximum(eigenvalues + SHRINKAGE * eigenvalues.mean(), floor_ev)
     whiten = vectors / np.sqrt(eigenvalues)[None, :]  # ||(f - mean) @ whiten|| = Mahalanobis
     graph.mean.copy_(torch.from_numpy(mean).float())
     graph.whiten.copy_(torch.from_numpy(whiten).float())
     _, distances = batched(graph, held_out)
-    threshold = float(np.quantile(distances, OOD_QUANTILE))
-    median = float(np.median(distances))
-    scale = max((threshold - median) / OOD_SOFTNESS, 1e-6)
+    quantiles = np.quantile(distances, np.linspace(0.0, 1.0, QUANTILES))
     return {
         "output": "ood",
-        "threshold": threshold,
-        "scale": scale,
-        "features": f"per-channel mean and log(variance + floor) after each LeakyReLU of D ({f.shape[1]} values)",
+        "quantiles": [float(q) for q in quantiles],
+        "held_out": len(held_out),
+        "full_credit": FULL_CREDIT,
+        "features": (
+            f"per-channel mean and log(variance + floor) after each LeakyReLU of D, the log "
+            f"Laplacian energy on a {LAPLACE_GRID}x{LAPLACE_GRID} grid and the top "
+            f"{graph.deep_basis.shape[1]} principal components of D's last feature map "
+            f"({f.shape[1]} values)"
+        ),
         "distance": "Mahalanobis distance to a Gaussian of real training images' features",
         "fitted_on": {
-            "gaussian": f"{len(fit_images)} real training images",
-            "threshold": f"{len(held_out)} other real training images: quantile {OOD_QUANTILE}, "
-            f"scale = (t - median) / {OOD_SOFTNESS}",
+            "gaussian": f"{len(fit_images)} real training images "
+            f"(principal components: the first {min(len(fit_images), DEEP_FIT_IMAGES)})",
+            "quantiles": f"{len(held_out)} other real training images, {QUANTILES} quantiles",
             "shrinkage": SHRINKAGE,
-        },
-        "held_out_distance": {
-            "median": median,
-            "q99": float(np.quantile(distances, 0.99)),
-            "max": float(distances.max()),
         },
     }
 
@@ -121,7 +128,7 @@ def fit_logit(
     num_classes: int,
 ) -> dict[str, Any]:
     """``a, b`` of the logit factor: 1, 0 for logistic D's; Platt-fitted otherwise."""
-    formula = "realness = sigmoid(a * logit + b) * sigmoid(-(ood - ood.threshold) / ood.scale)"
+    formula = "realness = sigmoid(a * logit + b) * min(1, p(ood) / ood.full_credit)"
     if get_loss(loss_name).outputs_logit:
         return {
             "method": "sigmoid+ood",

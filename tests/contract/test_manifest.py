@@ -93,7 +93,12 @@ def _v2(raw: dict[str, Any], **extra: Any) -> dict[str, Any]:
     data = copy.deepcopy(raw)
     data["format"] = "gan-model/2"
     data["conditioning"] = {"classes": ["cat", "dog", "owl"], "input": "class"}
-    data["realness"]["ood"] = {"output": "ood", "threshold": 20.0, "scale": 2.0}
+    data["realness"]["ood"] = {
+        "output": "ood",
+        "quantiles": [10.0, 15.0, 20.0],  # probabilities 0, 0.5, 1
+        "held_out": 1000,
+        "full_credit": 0.5,
+    }
     data.update(extra)
     return data
 
@@ -106,9 +111,11 @@ def test_format_2_reads_conditioning_and_the_ood_term(raw: dict[str, Any]) -> No
         with pytest.raises(KeyError):
             m.conditioning.index(bad)  # type: ignore[arg-type]
     assert m.realness.ood is not None and m.realness.ood.output == "ood"
-    # In distribution the OOD factor is ~1; three scales past the threshold it is ~0.047.
-    near, far = m.realness.realness(np.array([1e4, 1e4]), np.array([0.0, 26.0]))
-    assert near == pytest.approx(1.0, abs=1e-4) and far == pytest.approx(0.0474, abs=1e-3)
+    # As typical as the median real image or more: no cost; at the 75th percentile the p-value
+    # is 0.25, half the full credit; past every held-out image it keeps falling.
+    near, mid, edge, far = m.realness.realness(np.full(4, 1e4), np.array([12.0, 17.5, 20.0, 40.0]))
+    assert near == pytest.approx(1.0) and mid == pytest.approx(0.5)
+    assert edge == pytest.approx(2 * 0.5 / 1000) and 0 < far < edge * 1e-6
     with pytest.raises(ValueError, match="ood"):
         m.realness.realness(np.array([0.0]))  # the term is part of the contract once declared
 
@@ -120,8 +127,10 @@ def test_format_2_reads_conditioning_and_the_ood_term(raw: dict[str, Any]) -> No
         (("conditioning", "classes"), ["a", "a"], "conditioning.classes"),
         (("conditioning", "input"), 3, "conditioning.input"),
         (("conditioning", "without_class"), "mod-k", "conditioning.without_class"),
-        (("realness", "ood", "scale"), 0.0, "realness.ood"),
-        (("realness", "ood", "threshold"), "x", "realness.ood.threshold"),
+        (("realness", "ood", "quantiles"), [3.0, 2.0], "realness.ood.quantiles"),
+        (("realness", "ood", "quantiles"), [1.0], "realness.ood.quantiles"),
+        (("realness", "ood", "held_out"), 0, "realness.ood.held_out"),
+        (("realness", "ood", "full_credit"), 1.5, "realness.ood.held_out"),
     ],
 )
 def test_format_2_violations_name_the_field(
