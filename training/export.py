@@ -137,7 +137,14 @@ class RealImages:
 
 def real_images(run: Run, data_root: str | None) -> RealImages:
     """The run's own training images (never its test split: the metrics judge on that)."""
-    from training.data import DatasetError, image_size, load_folder_dataset, load_idx_dataset
+    from training.data import (
+        CIFAR10,
+        DatasetError,
+        image_size,
+        load_cifar10_dataset,
+        load_folder_dataset,
+        load_idx_dataset,
+    )
     from training.idx import IDX_DATASETS
 
     cfg, size = run.cfg, image_size(run.cfg.arch)
@@ -145,6 +152,9 @@ def real_images(run: Run, data_root: str | None) -> RealImages:
         if cfg.dataset in IDX_DATASETS:
             images, _ = load_idx_dataset(cfg.dataset, size, data_root or cfg.data_root)
             source = f"{cfg.dataset} training split"
+        elif cfg.dataset == CIFAR10:
+            images, _, _ = load_cifar10_dataset(size, data_root or cfg.data_root)
+            source = "cifar10 training split"
         else:
             folder = cfg.dataset.removeprefix("folder:")
             images, _, _ = load_folder_dataset(folder, size)

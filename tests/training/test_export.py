@@ -293,3 +293,25 @@ def test_export_of_an_rgb_folder_run_evaluates_what_it_can(tmp_path):
     assert len(ev["sets"]["generated"][0]["channel_mean"]) == 3
     card = (out / "README.md").read_text()
     assert "not computed:" in card and "no classifier exists" in card
+
+
+def test_cifar10_run_exports(tmp_path: Path) -> None:
+    """The exporter reads a cifar10 run's real images from the dataset, not as a folder path."""
+    from fixtures.fake_data import cifar_archive
+
+    from training import cifar10
+
+    (tmp_path / "data" / "cifar10").mkdir(parents=True)
+    cifar_archive(tmp_path / "data" / "cifar10" / cifar10.ARCHIVE, per_batch=20)
+    run = train(
+        tmp_path / "run",
+        *("--dataset", "cifar10", "--data-root", str(tmp_path / "data"), "--conditional"),
+        *("--loss", "hinge", "--spectral-norm", "--no-download"),
+    )
+    manifest = export.export_run(
+        run, "c10", tmp_path / "m" / "c10", data_root=str(tmp_path / "data"), evaluate=False
+    )
+    assert manifest["conditioning"]["classes"] == cifar10.CLASS_NAMES
+    assert manifest["image"]["channels"] == 3 and manifest["realness"]["real_source"] == (
+        "cifar10 training split"
+    )
