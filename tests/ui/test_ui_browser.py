@@ -289,10 +289,12 @@ def test_api_key_prompt(browser: Any, keyed_url: str) -> None:
 
 
 def _screenshot(driver: Any, tmp_path: Path) -> None:
-    """docs/ui-screenshot.png: the bundled MNIST model's grid, a walk strip and the grid's scores."""
+    """docs/ui-screenshot.png: the bundled MNIST model's grid of one class (its picker shown), a
+    walk strip and the grid's scores."""
     from selenium.webdriver.support.ui import Select
 
     Select(driver.find_element("id", "model")).select_by_value("mnist-dcgan")
+    Select(driver.find_element("id", "class")).select_by_value("7")
     _set(driver, "seed", "2024")
     _set(driver, "n", "16")
     driver.find_element("id", "generate-btn").click()
