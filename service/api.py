@@ -43,6 +43,11 @@ class Route:
     def path(self) -> str:
         return f"/{self.name}"
 
+    @property
+    def methods(self) -> tuple[str, ...]:
+        # BentoML's clients call every declared API with POST (service/bento_api.py).
+        return (self.method,) if self.method == "POST" else (self.method, "POST")
+
 
 ROUTES: tuple[Route, ...] = (
     Route(

@@ -17,51 +17,24 @@ Two reasons:
 
 The ASGI lifespan goes to BentoML unchanged (it starts our app through BentoML's mount).
 
-How it is hooked: BentoML builds the worker's ASGI app with ``ServiceAppFactory.__call__``
-(``Service.to_asgi``); ``install_front_door`` wraps that one method for our service only.
-BentoML is pinned (``bentoml==1.4.40``); if the method is not there, the service logs a warning
-and runs without the front door (same answers, slower, unknown paths labelled by BentoML).
+How it is hooked: ``service/bento_internals.py`` (every contact with BentoML's private code) wraps
+the method that builds a worker's ASGI app, for our service only, and takes BentoML's own
+endpoints of the declared ``@bentoml.api`` methods (``service/bento_api.py``) out of its router.
+With the fast path on, ``bentoml_service_request_*`` still counts the API routes
+(``ServiceRequestMetrics``), with the same labels BentoML gives them.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 
-from service import api
+from service import api, bento_internals
 from service.asgi import ASGIApp, Receive, Scope, Send
+from service.bento_internals import BENTO_ROUTES, ServiceRequestMetrics
 
 log = logging.getLogger("gan.fast_path")
-
-# BentoML's routes in a worker of our service (_bentoml_impl/server/app.py, base_app.py).
-BENTO_ROUTES = frozenset(
-    {"/livez", "/healthz", "/readyz", "/metrics", "/docs.json", "/schema.json", "/"}
-)
-
-
-def bento_static_paths() -> frozenset[str]:
-    """The files BentoML's index page loads (``/static_content/...``, ``/assets/...``): exact
-    paths, so a made-up one under those prefixes is ours (a JSON 404), not a new label."""
-    found: set[str] = set()
-    try:
-        import _bentoml_impl.server as impl
-        import bentoml._internal.server as internal
-    except ImportError:
-        return frozenset()
-    for prefix, folder in (
-        ("/assets", Path(impl.__file__).parent / "assets"),
-        ("/static_content", Path(internal.__file__).parent / "static_content"),
-    ):
-        if folder.is_dir():
-            found.update(
-                f"{prefix}/{p.relative_to(folder).as_posix()}"
-                for p in folder.rglob("*")
-                if p.is_file()
-            )
-    return frozenset(found)
 
 
 class FrontDoor:
@@ -81,7 +54,8 @@ class FrontDoor:
         guarded = guard(bento) if guard is not None else bento
         self.bento = guarded
         self.metrics_app = metrics_path_app(guarded) if metrics_path_app is not None else guarded
-        self.ours = ours
+        # On the fast path BentoML's request metrics never see the API routes: counted here.
+        self.ours = ServiceRequestMetrics(ours, api_endpoint_label) if fast else ours
         self.to_bento = frozenset(bento_paths) | (frozenset() if fast else api.ROUTE_PATHS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -96,30 +70,16 @@ class FrontDoor:
         await self.ours(scope, receive, send)
 
 
-# id(service) -> what the wrapped factory method needs to build the front door
-_HOOKED: dict[int, dict[str, Any]] = {}
+def api_endpoint_label(path: str) -> str | None:
+    """``bentoml_service_request_*``'s ``endpoint`` label (the path, as BentoML labels its own
+    routes) for the API's routes; None for anything else, which is not counted there."""
+    return path if api.route_for_path(path) is not None else None
 
 
 def install_front_door(service: Any, ours: ASGIApp, **options: Any) -> bool:
-    """Make ``service.to_asgi()`` return ``FrontDoor(BentoML's app, ours, **options)``.
-    True when hooked."""
-    try:
-        from _bentoml_impl.server.app import ServiceAppFactory
-    except ImportError as exc:
-        log.warning("front door off: BentoML's ServiceAppFactory not found (%s)", exc)
-        return False
-    original = ServiceAppFactory.__call__
-    if not getattr(original, "_gan_front_door", False):
-
-        @functools.wraps(original)
-        def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:
-            app = original(self, *args, **kwargs)
-            hooked = _HOOKED.get(id(self.service))
-            if hooked is None:
-                return app
-            return FrontDoor(app, hooked["ours"], **hooked["options"])
-
-        __call__._gan_front_door = True  # type: ignore[attr-defined]
-        ServiceAppFactory.__call__ = __call__
-    _HOOKED[id(service)] = {"ours": ours, "options": options}
-    return True
+    """Make ``service.to_asgi()`` return ``FrontDoor(BentoML's app, ours, **options)``, with
+    BentoML's endpoints of the declared APIs removed. True when hooked."""
+    declared = [r.name for r in api.ROUTES]
+    return bento_internals.hook_worker_app(
+        service, lambda bento: FrontDoor(bento, ours, **options), declared
+    )

@@ -238,4 +238,4 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 def api_routes() -> list[BaseRoute]:
     """One Starlette route per ``api.ROUTES`` entry (a route without a handler is a bug)."""
-    return [Route(r.path, HANDLERS[r.name], methods=[r.method]) for r in api.ROUTES]
+    return [Route(r.path, HANDLERS[r.name], methods=list(r.methods)) for r in api.ROUTES]

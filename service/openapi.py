@@ -189,6 +189,12 @@ def openapi_document(
             **_errors(*refusals, auth=auth),
         }
         paths[route.path] = {route.method.lower(): operation}
+        for other in route.methods[1:]:  # POST /models: how BentoML's clients call it
+            paths[route.path][other.lower()] = {
+                **operation,
+                "operationId": f"{route.name}_{other.lower()}",
+                "summary": f"{route.summary} (as {route.method})",
+            }
     document: dict[str, Any] = {
         "openapi": "3.0.3",
         "info": {

@@ -6,6 +6,7 @@ size limits (JSON, multipart uploads) and gives the routes typed parameters.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,10 +95,10 @@ async def read_score_form(request: Request, max_bytes: int, max_images: int) -> 
     accepted = api.route_fields("score")
     try:
         unknown = sorted(set(form.keys()) - api.field_names("score"))
-        model = form.get("model")
+        model = form_text(form.get("model"))
         if model is not None and not isinstance(model, str):
             raise invalid_field("model", "model must be a text field, not a file")
-        klass = form.get("class")
+        klass = form_text(form.get("class"))
         if klass is not None and not isinstance(klass, str):
             raise invalid_field("class", "class must be a text field, not a file")
         if klass is not None and len(klass) > api.MAX_CLASS_NAME:
@@ -122,6 +123,25 @@ async def read_score_form(request: Request, max_bytes: int, max_images: int) -> 
         )
         raise invalid_field(unknown[0], f"unknown field {unknown[0]!r}; accepted: {names}")
     return ScoreParams(model=model or None, uploads=uploads, klass=klass or None)
+
+
+def form_text(value: Any) -> Any:
+    """A text field of the form as its text. BentoML's clients send every text field
+    JSON-encoded (``"mnist-dcgan"`` with its quotes, ``7``, ``null`` for an absent one):
+    ``null`` is absent and a JSON string is its content; anything else (``curl -F
+    model=mnist-dcgan``, a file) is taken as it is."""
+    if not isinstance(value, str):
+        return value
+    if value == "null":
+        return None
+    if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
+        try:
+            decoded = json.loads(value)
+        except ValueError:
+            return value
+        if isinstance(decoded, str):
+            return decoded
+    return value
 
 
 def _check_declared_length(request: Request, limit: int) -> None:

@@ -21,10 +21,11 @@ from typing import Any, cast
 
 import bentoml
 
-from service import api, connections, supervisor
+from service import api, bento_api, bento_internals, connections, supervisor
 from service.app import api_key_options, build_app, runtime_of
 from service.auth import ApiKeyMiddleware, open_paths
-from service.fast_path import BENTO_ROUTES, bento_static_paths, install_front_door
+from service.bento_internals import BENTO_ROUTES, bento_static_paths
+from service.fast_path import install_front_door
 from service.metrics import scrape_guard
 from service.model_store import ModelStore, ModelStoreError, cuda_offered
 from service.settings import Settings, SettingsError, available_cpus
@@ -76,6 +77,8 @@ else:
 
 # The worker loads the models when the app starts (its lifespan), not at import.
 app = build_app(SETTINGS, functools.partial(ModelStore.load, SETTINGS), gc_tuning=True)
+bento_api.bind(app)
+bento_internals.warn_if_unknown_version()
 
 # BentoML runs every request through OpenTelemetry's ASGI middleware. With no exporter
 # configured (the default) its spans go nowhere, yet on /generate n=1 they were ~35% of the
@@ -96,7 +99,7 @@ _TRACING: dict[str, Any] = (
     traffic={"timeout": max(60, math.ceil(SETTINGS.request_timeout_s) + 10)},
     **_TRACING,
 )
-class GanService:
+class GanService(bento_api.declared_api(SETTINGS)):  # type: ignore[misc]
     """Seeds to images and images to realness scores, for every model under GAN_MODELS_DIR."""
 
     async def __is_ready__(self) -> bool:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import select
@@ -43,6 +42,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from service import bento_internals
+from service.bento_internals import API_SOCKET, SERVICE_WATCHER
 from service.errors import ApiError, error_http_bytes
 from service.metrics import forget_dead_worker
 from service.settings import Settings
@@ -53,8 +54,6 @@ DIR_ENV = "GAN_SUPERVISOR_DIR"
 SUPERVISOR_BEAT = "supervisor"
 BEAT_EVERY_S = 1.0
 TICK_S = 0.25
-API_SOCKET = "_bento_api_server"  # _bentoml_impl/server/serving.py: API_SERVER_NAME
-SERVICE_WATCHER = "service"
 
 
 def _touch(path: Path) -> None:
@@ -312,25 +311,14 @@ def _answer_unavailable(conn: socket.socket) -> None:
 
 
 def install(settings: Settings) -> bool:
-    """Hook BentoML's arbiter so that ``bentoml serve`` starts a ``Supervisor`` with it.
-    Call in the ``bentoml serve`` parent, at import (before the arbiter exists)."""
-    try:
-        from bentoml._internal.utils.circus import Arbiter
-    except ImportError as exc:
-        log.warning("no worker supervision: BentoML's Arbiter not found (%s)", exc)
-        return False
-    original = Arbiter.start
-    if getattr(original, "_gan_supervised", False):
-        return True
+    """Have ``bentoml serve`` start a ``Supervisor`` with its arbiter (the hook:
+    ``service/bento_internals.py``). Call in the ``bentoml serve`` parent, at import (before the
+    arbiter exists)."""
 
-    @functools.wraps(original)
-    def start(self: Any, cb: Any = None) -> Any:
-        supervisor = Supervisor(self, settings)
+    def on_start(arbiter: Any) -> None:
+        supervisor = Supervisor(arbiter, settings)
         supervisor.prepare()
-        self.exit_stack.callback(supervisor.stop)
+        arbiter.exit_stack.callback(supervisor.stop)
         supervisor.start()
-        return original(self, cb)
 
-    start._gan_supervised = True  # type: ignore[attr-defined]
-    Arbiter.start = start  # type: ignore[method-assign]
-    return True
+    return bento_internals.hook_arbiter_start(on_start)

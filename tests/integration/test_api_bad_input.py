@@ -147,7 +147,7 @@ CASES: list[tuple[str, str, dict[str, Any], int, str, str | None]] = [
         "body_too_large",
         None,
     ),
-    ("POST", "/models", {}, 405, "method_not_allowed", None),
+    ("PUT", "/models", {}, 405, "method_not_allowed", None),
 ]
 
 

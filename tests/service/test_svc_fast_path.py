@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from service.fast_path import BENTO_ROUTES, FrontDoor, bento_static_paths, install_front_door
+from service.bento_internals import BENTO_ROUTES, ServiceRequestMetrics, bento_static_paths
+from service.fast_path import FrontDoor, install_front_door
 
 
 def _app(name: str, calls: list[tuple[str, str]], status: int = 200) -> Any:
@@ -106,5 +107,7 @@ def test_install_wraps_only_the_hooked_service(monkeypatch: pytest.MonkeyPatch) 
     assert install_front_door("svc-a", ours, fast=True)
     assert install_front_door("svc-a", ours, fast=True)  # idempotent: wrapped once
     wrapped = Factory("svc-a")()
-    assert isinstance(wrapped, FrontDoor) and wrapped.ours is ours
+    assert isinstance(wrapped, FrontDoor)
+    # the fast path counts the API routes in bentoml_service_request_* around our app
+    assert isinstance(wrapped.ours, ServiceRequestMetrics) and wrapped.ours.app is ours
     assert not isinstance(Factory("svc-b")(), FrontDoor)
