@@ -8,6 +8,7 @@ import asyncio
 import base64
 import io
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -155,14 +156,19 @@ def test_bentoml_request_metrics_count_the_api(
     assert httpx.get(f"{url}/models").status_code == 200
     for n in range(5):  # made-up paths: never a label of their own
         assert httpx.get(f"{url}/made-up-{which}-{n}").status_code == 404
-    after = _requests_total(url)
 
-    def delta(endpoint: str, code: str) -> float:
+    # the fast path writes its counts every 0.5 s (bento_internals.FLUSH_S)
+    def delta(after: dict[tuple[str, str], float], endpoint: str, code: str) -> float:
         return after.get((endpoint, code), 0.0) - before.get((endpoint, code), 0.0)
 
-    assert delta("/generate", "200") == 4
-    assert delta("/generate", "400") == 1
-    assert delta("/models", "200") == 1
+    deadline = time.monotonic() + 5
+    after = _requests_total(url)
+    while delta(after, "/generate", "200") < 4 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        after = _requests_total(url)
+    assert delta(after, "/generate", "200") == 4
+    assert delta(after, "/generate", "400") == 1
+    assert delta(after, "/models", "200") == 1
     assert not any("made-up" in endpoint for endpoint, _ in after)
 
 

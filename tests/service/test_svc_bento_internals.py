@@ -5,6 +5,7 @@ read the new version's code for each hook below, update the module, then WRITTEN
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from typing import Any
 
 import bentoml
@@ -137,3 +138,79 @@ def test_hook_refuses_quietly_without_the_factory(
 
     monkeypatch.delattr(module, attribute)
     assert not bento_internals.hook_worker_app(object(), lambda app: app)
+
+
+PROBE = r"""
+import asyncio, json, sys
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+from service import bento_internals
+
+DELAYS = [0.0, 0.002, 0.02, 0.02, 0.3]
+clock = iter(x for d in DELAYS for x in (100.0, 100.0 + d))
+bento_internals.time.perf_counter = lambda: next(clock)  # exact, repeatable durations
+
+
+async def app(scope, receive, send):
+    await send({"type": "http.response.start", "status": 200 if scope["path"] != "/bad" else 400})
+    await send({"type": "http.response.body", "body": b"x"})
+
+
+async def main():
+    async def ignore(message): pass
+    wrapped = bento_internals.ServiceRequestMetrics(
+        app, lambda p: p if p != "/made-up" else None, flush_s=0.01
+    )
+    for path in ["/generate", "/generate", "/bad", "/generate", "/made-up", "/generate"]:
+        await wrapped({"type": "http", "path": path}, None, ignore)
+    await asyncio.sleep(0.1)  # the scheduled flush
+
+asyncio.run(main())
+registry = CollectorRegistry()
+MultiProcessCollector(registry)
+print(generate_latest(registry).decode())
+"""
+
+
+def test_fast_path_writes_bentomls_series(tmp_path: Path) -> None:
+    """Counts, sums and buckets in BentoML's multiprocess series, batched per flush, as
+    per-request observe() calls would have left them; an uncounted path leaves nothing."""
+    import os
+    import subprocess
+    import sys
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    samples = {
+        (
+            s.name,
+            s.labels.get("endpoint"),
+            s.labels.get("http_response_code"),
+            s.labels.get("le"),
+        ): s.value
+        for family in text_string_to_metric_families(out.stdout)
+        for s in family.samples
+    }
+    names = {name for name, *_ in samples}
+    prefix = next(n for n in names if n.endswith("request_total")).removesuffix("request_total")
+    total = f"{prefix}request_total"
+    assert samples[(total, "/generate", "200", None)] == 4
+    assert samples[(total, "/bad", "400", None)] == 1
+    assert not any(endpoint == "/made-up" for _, endpoint, _, _ in samples)
+    duration = f"{prefix}request_duration_seconds"
+    # the 4 /generate durations: 0.0, 0.002, 0.02 and 0.3 s (the /bad one took the other 0.02)
+    assert samples[(f"{duration}_count", "/generate", "200", None)] == 4
+    assert abs(samples[(f"{duration}_sum", "/generate", "200", None)] - 0.322) < 1e-9
+    buckets = {
+        float(le): v
+        for (name, endpoint, code, le), v in samples.items()
+        if name == f"{duration}_bucket" and endpoint == "/generate"
+    }
+    for le, cumulative in buckets.items():
+        assert cumulative == sum(1 for d in (0.0, 0.002, 0.02, 0.3) if d <= le), le
+    assert samples[(f"{prefix}request_in_progress", "/generate", None, None)] == 0
