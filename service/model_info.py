@@ -12,6 +12,7 @@ manifest itself is the problem), so an alert names the export that failed, not j
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from typing import Any
@@ -65,10 +66,9 @@ def _loaded(model: LoadedModel, default: str) -> dict[str, str]:
 
 def _broken(model: BrokenModel) -> dict[str, str]:
     labels = {**dict.fromkeys(LABELS, ""), "model": model.name, "state": "broken"}
-    try:
+    # When the manifest is what is broken, the folder name is all there is.
+    with contextlib.suppress(ManifestError, OSError):
         labels.update(_from_manifest(read_manifest(model.directory)))
-    except (ManifestError, OSError):
-        pass  # the manifest is what is broken: the folder name is all there is
     labels["default"] = "false"  # a broken default model stops the server instead
     return labels
 

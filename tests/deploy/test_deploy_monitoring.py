@@ -163,7 +163,9 @@ def test_dashboard_is_a_grafana_dashboard() -> None:
     cells: set[tuple[int, int]] = set()
     for panel in _panels(dash):
         g = panel["gridPos"]
-        mine = {(x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])}
+        mine = {
+            (x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])
+        }
         assert not cells & mine, panel["title"]
         cells |= mine
 
@@ -201,7 +203,9 @@ def test_dashboard_promql_parses(promtool: str, tmp_path: Path) -> None:
     broken = copy.deepcopy(rules)
     broken[0]["expr"] = broken[0]["expr"].replace("(", "", 1)  # the check can fail
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": broken}]}))
-    result = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, check=False)
+    result = subprocess.run(
+        [promtool, "check", "rules", str(path)], capture_output=True, check=False
+    )
     assert result.returncode != 0
 
 
