@@ -165,7 +165,7 @@ def build_app(
             log.critical("cannot start: %s", exc)
             raise
         metrics = GanMetrics(settings.max_batch_size, registry)
-        metrics.models_broken.set(len(loaded.broken))
+        metrics.record_models(loaded)
         engine = Engine(settings, loaded, metrics)
         app.state.engine = engine
         runtime.metrics, runtime.engine = metrics, engine
@@ -181,6 +181,7 @@ def build_app(
             tune_gc()  # last: everything loaded so far is long-lived
         # Under `bentoml serve`: tells the supervisor this worker's event loop runs.
         stop_heartbeat = start_heartbeat()
+        metrics.worker_starts.inc()
         try:
             yield
         finally:

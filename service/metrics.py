@@ -19,6 +19,8 @@ from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from service.asgi import ASGIApp, Receive, Scope, Send
+from service.model_info import LABELS, model_info_labels
+from service.model_store import ModelStore
 
 INFERENCE_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 REQUEST_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
@@ -110,6 +112,27 @@ class GanMetrics:
             registry=registry,
             multiprocess_mode="livemax",
         )
+        # Every worker sets the same series to 1: "livemax" merges them into one (the default
+        # mode, "all", would add a pid label: one series per worker, new ones at each respawn).
+        self.model_info = Gauge(
+            "gan_model_info",
+            "1 per model folder: its version, sha256 and state (loaded or broken); model_info.py.",
+            list(LABELS),
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+        # Counted by the worker itself as it starts, so the count survives its death (counters
+        # are folded into the archive, forget_dead_worker): increase() is the restarts.
+        self.worker_starts = Counter(
+            "gan_worker_starts_total",
+            "Workers that loaded their models and started serving (each respawn adds one).",
+            registry=registry,
+        )
+
+    def record_models(self, store: ModelStore) -> None:
+        self.models_broken.set(len(store.broken))
+        for labels in model_info_labels(store):
+            self.model_info.labels(**labels).set(1)
 
     def batch_observer(self, model: str, kind: str) -> BatchObserver:
         return BatchObserver(self, model, kind)
