@@ -11,6 +11,7 @@ import json
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -270,7 +271,13 @@ def scrape(
             assert reply.status_code == 200
             assert client.post("/generate", content=b"{bad").status_code == 400
             assert client.get("/models").status_code == 200
-            exposition = client.get("/metrics").text
+            # /readyz answers once one worker is up: wait for the second one's start
+            deadline = time.monotonic() + 60
+            while True:
+                exposition = client.get("/metrics").text
+                if "gan_worker_starts_total 2.0" in exposition or time.monotonic() > deadline:
+                    break
+                time.sleep(0.25)
         yield {"exposition": exposition, "models": models}
     finally:
         server.stop()
