@@ -203,10 +203,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Model folders in BentoML's model store (BENTOML_HOME/models).",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    add = commands.add_parser("import", help="import a model folder as a BentoML model")
-    add.add_argument("folder", type=Path)
-    add.add_argument("--name", help="model name (default: the folder's name)")
-    add.add_argument("--version", help="model version (default: a digest of the folder's files)")
+    add = commands.add_parser("import", help="import model folders as BentoML models")
+    add.add_argument("folders", type=Path, nargs="+", metavar="FOLDER")
+    add.add_argument("--name", help="model name (default: the folder's name; one folder only)")
+    add.add_argument(
+        "--version", help="model version (default: a digest of the folder's files; one folder only)"
+    )
     commands.add_parser("list", help="list the models imported here")
     out = commands.add_parser("export", help="copy a stored model out as a model folder")
     out.add_argument("tag", help="name or name:version")
@@ -214,9 +216,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "import":
+            if len(args.folders) > 1 and (args.name or args.version):
+                parser.error("--name and --version name one model: give one folder")
             before = {str(m.tag) for m in gan_models()}
-            tag = import_folder(args.folder, args.name, args.version)
-            print(f"{tag} {'already in the store' if tag in before else 'imported'}")
+            for folder in args.folders:
+                tag = import_folder(folder, args.name, args.version)
+                print(f"{tag} {'already in the store' if tag in before else 'imported'}")
         elif args.command == "list":
             for model in gan_models():
                 meta: dict[str, Any] = dict(model.info.metadata)

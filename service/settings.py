@@ -222,8 +222,8 @@ def parse_bento_tags(name: str, raw: str) -> tuple[str, ...]:
         raise SettingsError(f"{name}={raw!r} lists no model tag")
     seen: set[str] = set()
     for tag in tags:
-        model, _, version = tag.partition(":")
-        for part, what in ((model, "name"), (version or "latest", "version")):
+        model, colon, version = tag.partition(":")
+        for part, what in ((model, "name"), (version if colon else "latest", "version")):
             if len(part) > _TAG_PART_MAX or not _TAG_PART.fullmatch(part):
                 raise SettingsError(
                     f"{name}: {tag!r} is not a BentoML model tag: its {what} {part!r} must be "
