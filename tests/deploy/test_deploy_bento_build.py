@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,31 +109,34 @@ def test_the_bento_keeps_the_bentofiles_envs_and_no_model_files(
     assert not (src / "models").exists()  # the models are in the store, once
 
 
-@pytest.fixture(scope="module")
-def served(home: Home, built: dict[str, Any]) -> Iterator[tuple[Server, dict[str, Any]]]:
-    """`bentoml serve gan_service:latest` from outside the checkout, on one CPU: the Bento's own
-    code, models and envs, and a worker count decided here and now."""
+def _serve(target: str, env: dict[str, str], cwd: Path, *, cpus: set[int] | None = None) -> Server:
     port = free_port()
-    log_path = home.path / "serve-bento.log"
-    one_cpu = min(os.sched_getaffinity(0))
+    log_path = cwd / f"serve-{port}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [
-                str(BIN / "bentoml"),
-                "serve",
-                "gan_service:latest",
-                *("--host", "127.0.0.1", "--port", str(port)),
-            ],
-            cwd=home.path,
-            env=home.env,
+            [str(BIN / "bentoml"), "serve", target, *("--host", "127.0.0.1", "--port", str(port))],
+            cwd=cwd,
+            env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=lambda: os.sched_setaffinity(0, {one_cpu}),
+            preexec_fn=None if cpus is None else lambda: os.sched_setaffinity(0, cpus),
         )
     server = Server(f"http://127.0.0.1:{port}", process, log_path)
     try:
         wait_ready(server, timeout=120)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+@pytest.fixture(scope="module")
+def served(home: Home, built: dict[str, Any]) -> Iterator[tuple[Server, dict[str, Any]]]:
+    """`bentoml serve gan_service:latest` from outside the checkout, on one CPU: the Bento's own
+    code, models and envs, and a worker count decided here and now."""
+    server = _serve("gan_service:latest", home.env, home.path, cpus={min(os.sched_getaffinity(0))})
+    try:
         yield server, httpx.get(f"{server.url}/models", timeout=10).json()
     finally:
         server.stop()
@@ -166,3 +170,26 @@ def test_served_bento_counts_its_workers_where_it_runs(
     server, listing = served
     assert listing["settings"]["workers"] == 1  # one CPU here, whatever the build machine had
     assert "1 worker(s) serving" in server.log()
+
+
+def test_an_exported_bento_carries_its_models(
+    home: Home, built: dict[str, Any], tmp_path: Path
+) -> None:
+    """`bentoml export` (what containerize and BentoCloud ship) holds the models themselves: the
+    extracted Bento serves them with an empty BENTOML_HOME, from its own models/ folder."""
+    archive = tmp_path / "gan_service.bento"
+    home.run(str(BIN / "bentoml"), "export", "gan_service:latest", str(archive))
+    bento = tmp_path / "bento"
+    bento.mkdir()
+    with tarfile.open(archive) as tar:
+        tar.extractall(bento, filter="data")
+    assert sorted(p.name for p in (bento / "models").iterdir()) == ["fashion-dcgan", "mnist-dcgan"]
+    empty = {**home.env, "BENTOML_HOME": str(tmp_path / "empty-home")}
+    server = _serve(str(bento), empty, tmp_path)
+    try:
+        listing = httpx.get(f"{server.url}/models", timeout=10).json()
+    finally:
+        server.stop()
+    assert [m["source"] for m in listing["models"]] == sorted(f"bentoml:{t}" for t in home.tags)
+    assert listing["requested_provider"] == "cpu"
+    assert not (tmp_path / "empty-home" / "models" / "mnist-dcgan").exists()
