@@ -75,7 +75,9 @@ def apply_defaults(
         if name not in env:
             env[name] = applied[name] = str(value)
     tags = packed_models(info)
-    if tags and not (env.get("GAN_BENTO_MODELS", "").strip() or env.get("GAN_MODELS_DIR", "")):
+    if tags and not (
+        env.get("GAN_BENTO_MODELS", "").strip() or env.get("GAN_MODELS_DIR", "").strip()
+    ):
         env["GAN_BENTO_MODELS"] = applied["GAN_BENTO_MODELS"] = ",".join(tags)
     if applied:
         log.info("defaults from %s: %s", root / BENTO_YAML, applied)
