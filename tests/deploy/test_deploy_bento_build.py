@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,6 +170,10 @@ def test_served_bento_counts_its_workers_where_it_runs(
 ) -> None:
     server, listing = served
     assert listing["settings"]["workers"] == 1  # one CPU here, whatever the build machine had
+    # The supervisor's count of the worker processes that run; it may log just after /readyz.
+    deadline = time.monotonic() + 15
+    while "worker(s) serving" not in server.log() and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert "1 worker(s) serving" in server.log()
 
 
