@@ -56,6 +56,14 @@ clean:
 image:
 	IMAGE=$(or $(IMAGE),gan-service:latest) VARIANT=$(or $(VARIANT),cpu) deploy/scripts/build-image.sh
 
+# A Bento (bentofile.yaml; BENTOFILE=deploy/bento/bentofile.gpu.yaml for the GPU one): every
+# folder under models/ imported into BentoML's model store first (idempotent: a folder already
+# there is not copied again), since the Bento packs the models from the store. docs/deploy.md.
+.PHONY: bento
+bento: install
+	$(BIN)/python -m service.bento_models import $(wildcard models/*/)
+	$(BIN)/bentoml build -f $(or $(BENTOFILE),bentofile.yaml) .
+
 # The benchmark of BENCHMARKS.md (~25 min; needs wrk: apt-get install wrk, and Java 17 for the
 # TorchServe peer). QUICK=1 make bench: a 3-minute smoke run of the same steps.
 .PHONY: bench

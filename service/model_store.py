@@ -15,7 +15,7 @@ Runtime rejects or whose tensors do not match the manifest):
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,18 @@ class _BrokenModelError(Exception):
     """One model folder is unusable; caught by the store, which applies the policy above."""
 
 
+@dataclass(frozen=True)
+class ModelSource:
+    """One model to load: its served name, its folder, and where the folder came from."""
+
+    name: str
+    directory: Path
+    # "bentoml:NAME:VERSION" for a model of BentoML's store, else the folder's path
+    origin: str
+    # sha256 of every file, recorded when it was imported into BentoML's store
+    digests: Mapping[str, str] | None = None
+
+
 @dataclass
 class LoadedModel:
     name: str
@@ -63,6 +75,7 @@ class LoadedModel:
     manifest: Manifest
     generator: ort.InferenceSession
     discriminator: ort.InferenceSession
+    source: str = ""
 
     @property
     def providers(self) -> list[str]:
@@ -126,34 +139,26 @@ class ModelStore:
 
     @classmethod
     def load(cls, settings: Settings, *, cpu_only: bool = False) -> ModelStore:
-        """Load every folder under ``settings.models_dir``; ``cpu_only`` is the cheap pre-flight
-        check run by the ``bentoml serve`` parent process, which must not grab a GPU."""
-        candidates = _candidate_dirs(settings.models_dir)
-        default_file = settings.models_dir / DEFAULT_FILE
-        from_file = default_file.read_text().strip() if default_file.is_file() else ""
-        default_name = settings.default_model or from_file or candidates[0].name
-        if default_name not in {d.name for d in candidates}:
-            origin = "GAN_DEFAULT_MODEL" if settings.default_model else str(default_file)
-            raise ModelStoreError(
-                f"{origin}={default_name!r}: no such folder in {settings.models_dir} "
-                f"(found: {', '.join(d.name for d in candidates)})"
-            )
+        """Load every folder under ``settings.models_dir``, or the ``settings.bento_models`` from
+        BentoML's model store; ``cpu_only`` is the cheap pre-flight check run by the
+        ``bentoml serve`` parent process, which must not grab a GPU."""
+        candidates, default_name = _sources(settings)
         providers = _provider_chain(settings.provider, cpu_only=cpu_only)
         options = session_options(settings.ort_threads)
         chain = _with_cuda_options(providers, settings.cuda_conv_algo)
 
         models: dict[str, LoadedModel] = {}
         broken: dict[str, BrokenModel] = {}
-        for directory in candidates:
+        for source in candidates:
             try:
-                models[directory.name] = _load_model(directory, chain, options)
+                models[source.name] = _load_model(source, chain, options)
             except _BrokenModelError as exc:
-                if directory.name == default_name:
+                if source.name == default_name:
                     raise ModelStoreError(
                         f"default model {default_name!r} is broken: {exc}"
                     ) from None
-                log.error("model %r is broken and will not be served: %s", directory.name, exc)
-                broken[directory.name] = BrokenModel(directory.name, directory, str(exc))
+                log.error("model %r is broken and will not be served: %s", source.name, exc)
+                broken[source.name] = BrokenModel(source.name, source.directory, str(exc))
 
         notes: list[str] = []
         active = models[default_name].providers[0]
@@ -190,6 +195,7 @@ class ModelStore:
                 {
                     "name": m.name,
                     "default": m.name == self.default_name,
+                    "source": m.source,
                     "z_dim": m.manifest.z_dim,
                     "channels": m.manifest.image.channels,
                     "height": m.manifest.image.height,
@@ -206,6 +212,47 @@ class ModelStore:
                 for b in sorted(self.broken.values(), key=lambda b: b.name)
             ],
         }
+
+
+def _sources(settings: Settings) -> tuple[list[ModelSource], str]:
+    """The models to load and the default's name, from BentoML's store or from the folder."""
+    if settings.bento_models:
+        sources = _bento_sources(settings.bento_models)
+        names = [s.name for s in sources]
+        default_name = settings.default_model or names[0]
+        if default_name not in names:
+            raise ModelStoreError(
+                f"GAN_DEFAULT_MODEL={default_name!r} is not one of GAN_BENTO_MODELS "
+                f"({', '.join(settings.bento_models)})"
+            )
+        return sources, default_name
+    candidates = _candidate_dirs(settings.models_dir)
+    default_file = settings.models_dir / DEFAULT_FILE
+    from_file = default_file.read_text().strip() if default_file.is_file() else ""
+    default_name = settings.default_model or from_file or candidates[0].name
+    if default_name not in {d.name for d in candidates}:
+        origin = "GAN_DEFAULT_MODEL" if settings.default_model else str(default_file)
+        raise ModelStoreError(
+            f"{origin}={default_name!r}: no such folder in {settings.models_dir} "
+            f"(found: {', '.join(d.name for d in candidates)})"
+        )
+    return [ModelSource(d.name, d, str(d)) for d in candidates], default_name
+
+
+def _bento_sources(tags: Sequence[str]) -> list[ModelSource]:
+    # bentoml's model store is only needed (and imported) when models come from it.
+    from service.bento_models import BentoModelError, locate
+
+    sources = []
+    for tag in tags:
+        try:
+            stored = locate(tag)
+        except BentoModelError as exc:
+            raise ModelStoreError(str(exc)) from None
+        sources.append(
+            ModelSource(stored.name, stored.path, f"bentoml:{stored.tag}", stored.digests)
+        )
+    return sources
 
 
 def _candidate_dirs(models_dir: Path) -> list[Path]:
@@ -274,8 +321,16 @@ def cuda_offered(requested: str) -> bool:
 
 
 def _load_model(
-    directory: Path, providers: ProviderChain, options: ort.SessionOptions
+    source: ModelSource, providers: ProviderChain, options: ort.SessionOptions
 ) -> LoadedModel:
+    directory = source.directory
+    if source.digests is not None:
+        from service.bento_models import BentoModelError, StoredFolder, check_digests
+
+        try:
+            check_digests(StoredFolder(source.name, source.origin, directory, source.digests))
+        except BentoModelError as exc:
+            raise _BrokenModelError(str(exc)) from None
     try:
         manifest = read_manifest(directory)
     except ManifestError as exc:
@@ -291,13 +346,14 @@ def _load_model(
         options,
         extra_outputs=[ood.output] if ood else [],
     )
-    model = LoadedModel(directory.name, directory, manifest, generator, discriminator)
+    model = LoadedModel(source.name, directory, manifest, generator, discriminator, source.origin)
     _smoke_test(model)
-    if manifest.name != directory.name:
+    if manifest.name != source.name:
         log.info(
-            "folder %r holds manifest name %r; served under the folder name",
-            directory.name,
+            "model %s holds manifest name %r; served as %r",
+            source.origin,
             manifest.name,
+            source.name,
         )
     return model
 

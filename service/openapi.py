@@ -122,6 +122,8 @@ def _responses(settings: Settings) -> dict[str, tuple[str, dict[str, Any]]]:
                     "properties": {
                         "name": {"type": "string"},
                         "default": {"type": "boolean"},
+                        # "bentoml:NAME:VERSION" (GAN_BENTO_MODELS) or the folder's path
+                        "source": {"type": "string"},
                         "z_dim": {"type": "integer"},
                         "channels": {"type": "integer", "enum": [1, 3]},
                         "height": {"type": "integer"},

@@ -21,7 +21,7 @@ from typing import Any, cast
 
 import bentoml
 
-from service import api, bento_api, bento_internals, connections, supervisor
+from service import api, bento_api, bento_internals, built_bento, connections, supervisor
 from service.app import api_key_options, build_app, runtime_of
 from service.auth import ApiKeyMiddleware, open_paths
 from service.bento_internals import BENTO_ROUTES, bento_static_paths
@@ -53,6 +53,8 @@ def _configure_logging(settings: Settings) -> None:
         logger.propagate = False
 
 
+# Served from a built Bento: its bentofile's envs and packed models are the defaults.
+built_bento.apply_defaults()
 SETTINGS = _settings_or_exit()
 _configure_logging(SETTINGS)
 
@@ -93,7 +95,8 @@ _TRACING: dict[str, Any] = (
 @bentoml.asgi_app(app, path="/")
 @bentoml.service(
     name="gan_service",
-    workers=SETTINGS.workers,
+    # `bentoml build` records this in the Bento: not the build machine's CPUs (built_bento.py).
+    workers=built_bento.service_workers(SETTINGS.workers),
     logging={"access": {"enabled": SETTINGS.access_log}},
     # BentoML's own limit (504, its own body) stays behind GAN_REQUEST_TIMEOUT_S (ours, JSON).
     traffic={"timeout": max(60, math.ceil(SETTINGS.request_timeout_s) + 10)},

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -22,6 +23,10 @@ MAX_AUTO_WORKERS = 8
 # print(secrets.token_urlsafe(32))"` makes a good one.
 MIN_API_KEY_CHARS = 16
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# BentoML's rule for a tag's name and its version (bentoml._internal.tag): checked here so that a
+# typo stops start-up with the variable's name, before bentoml is asked.
+_TAG_PART = re.compile(r"[a-z0-9]([-._a-z0-9]*[a-z0-9])?")
+_TAG_PART_MAX = 63
 
 T = TypeVar("T")
 
@@ -35,7 +40,11 @@ class Settings:
     """Every knob of the service; ``Settings.from_env()`` is the only constructor used in serving."""
 
     models_dir: Path = Path("models")
-    # None: the only model, or the first name in sorted order when there are several.
+    # BentoML model tags (``name`` or ``name:version``) to serve from BentoML's model store instead
+    # of the folders under models_dir (service/bento_models.py); served under their names.
+    bento_models: tuple[str, ...] = ()
+    # None: the only model, else the first listed in bento_models, else the first folder name in
+    # sorted order.
     default_model: str | None = None
     n_max: int = 64
     max_score_images: int = 64
@@ -96,6 +105,7 @@ class Settings:
 
         settings = cls(
             models_dir=get("GAN_MODELS_DIR", _path, defaults.models_dir),
+            bento_models=get("GAN_BENTO_MODELS", parse_bento_tags, defaults.bento_models),
             default_model=get("GAN_DEFAULT_MODEL", _text, defaults.default_model),
             n_max=get("GAN_N_MAX", _int_at_least(1), defaults.n_max),
             max_score_images=get(
@@ -140,6 +150,11 @@ class Settings:
             ),
             worker_hang_s=get("GAN_WORKER_HANG_S", _non_negative_float, defaults.worker_hang_s),
         )
+        if settings.bento_models and env.get("GAN_MODELS_DIR", "").strip():
+            raise SettingsError(
+                "GAN_BENTO_MODELS and GAN_MODELS_DIR are both set: the service loads its models "
+                "from one place, BentoML's model store or a folder; unset one"
+            )
         if not 0.0 < settings.request_timeout_s <= MAX_REQUEST_TIMEOUT_S:
             raise SettingsError(
                 f"GAN_REQUEST_TIMEOUT_S={settings.request_timeout_s:g} must be in "
@@ -198,6 +213,29 @@ def _path(name: str, raw: str) -> Path:
 
 def _text(name: str, raw: str) -> str | None:
     return raw
+
+
+def parse_bento_tags(name: str, raw: str) -> tuple[str, ...]:
+    """Comma-separated BentoML tags, ``name`` (= ``name:latest``) or ``name:version``."""
+    tags = tuple(t.strip() for t in raw.split(",") if t.strip())
+    if not tags:
+        raise SettingsError(f"{name}={raw!r} lists no model tag")
+    seen: set[str] = set()
+    for tag in tags:
+        model, colon, version = tag.partition(":")
+        for part, what in ((model, "name"), (version if colon else "latest", "version")):
+            if len(part) > _TAG_PART_MAX or not _TAG_PART.fullmatch(part):
+                raise SettingsError(
+                    f"{name}: {tag!r} is not a BentoML model tag: its {what} {part!r} must be "
+                    f"1 to {_TAG_PART_MAX} lowercase letters, digits, '-', '_' or '.', starting and "
+                    "ending with a letter or digit (e.g. mnist-dcgan:latest)"
+                )
+        if model in seen:
+            raise SettingsError(
+                f"{name}: model {model!r} is listed twice; each is served under its name, once"
+            )
+        seen.add(model)
+    return tags
 
 
 def _int_at_least(minimum: int) -> Callable[[str, str], int]:

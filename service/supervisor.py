@@ -286,8 +286,12 @@ class Supervisor:
                 return
             if not readable:
                 return
-            if self._serving(self._worker_pids(), time.time()):
-                self.refusing = False  # a worker just came up: the connection is its
+            serving = self._serving(self._worker_pids(), time.time())
+            if serving:
+                # A worker just came up: the connection is its. Logged here, since the next
+                # tick then sees no change to report.
+                self.refusing = False
+                log.info("%d worker(s) serving", serving)
                 return
             try:
                 conn, _ = listener.accept()

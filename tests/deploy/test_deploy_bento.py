@@ -1,8 +1,9 @@
 """bentofile.yaml (CPU) and deploy/bento/bentofile.gpu.yaml: BentoML accepts them, they serve the
-same service as the Dockerfile, ship service/ and models/ but not training/, and install exactly
-pyproject's dependencies plus the matching extra.
+same service as the Dockerfile, ship service/ but neither training/ nor the model folders (the
+models travel in BentoML's model store: the bentofile's `models:`), and install exactly pyproject's
+dependencies plus the matching extra.
 
-`bentoml build` itself is not run here (it locks packages against PyPI); docs/deploy.md records a run.
+A real `bentoml build` and a `bentoml serve` of the Bento are in test_deploy_bento_build.py.
 """
 
 from __future__ import annotations
@@ -65,8 +66,9 @@ def test_packages_are_pyproject_dependencies_plus_extra(variant: str) -> None:
     [
         ("service/service.py", True),
         ("service/static/index.html", True),
-        ("models/mnist-dcgan/model.json", True),
-        ("models/mnist-dcgan/generator.onnx", True),
+        ("models/mnist-dcgan/model.json", False),
+        ("models/mnist-dcgan/generator.onnx", False),
+        ("contract/manifest.py", True),
         ("service/__pycache__/service.cpython-311.pyc", False),
         ("training/train.py", False),
         ("tests/conftest.py", False),
@@ -75,6 +77,15 @@ def test_packages_are_pyproject_dependencies_plus_extra(variant: str) -> None:
 )
 def test_bento_ships_service_and_models_only(variant: str, path: str, shipped: bool) -> None:
     assert path_spec(variant).includes(path) is shipped
+
+
+def test_bento_packs_every_bundled_model_default_first(variant: str) -> None:
+    bundled = sorted(d.name for d in (REPO / "models").iterdir() if d.is_dir())
+    tags = [spec.tag for spec in load(variant).models]
+    assert sorted(tag.partition(":")[0] for tag in tags) == bundled
+    assert all(tag.endswith(":latest") for tag in tags), "the versions `make bento` imports"
+    # The service serves a Bento's models with the first listed as its default (model_store).
+    assert tags[0].partition(":")[0] == (REPO / "models" / "DEFAULT").read_text().strip()
 
 
 @cache
@@ -96,6 +107,6 @@ def test_settings_envs_are_real(variant: str) -> None:
 
 def test_gpu_bentofile_mirrors_the_cpu_one() -> None:
     cpu, gpu = load("cpu"), load("gpu")
-    assert (cpu.include, cpu.exclude) == (gpu.include, gpu.exclude)
+    assert (cpu.include, cpu.exclude, cpu.models) == (gpu.include, gpu.exclude, gpu.models)
     assert cpu.name != gpu.name
     assert Path(BENTOFILES["gpu"]).parent.name == "bento"

@@ -133,3 +133,33 @@ def test_available_cpus_is_positive() -> None:
     from service.settings import available_cpus
 
     assert 1 <= available_cpus() <= (os.cpu_count() or 1)
+
+
+def test_bento_models_are_tags_in_order() -> None:
+    s = Settings.from_env({"GAN_BENTO_MODELS": " mnist-dcgan:latest , fashion-dcgan:118ff9d1 ,x"})
+    assert s.bento_models == ("mnist-dcgan:latest", "fashion-dcgan:118ff9d1", "x")
+    assert s.describe()["bento_models"] == ("mnist-dcgan:latest", "fashion-dcgan:118ff9d1", "x")
+    assert Settings.from_env({}).bento_models == ()
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("Mnist:latest", "its name 'Mnist'"),
+        ("mnist:", "its version ''"),
+        ("mnist:v 1", "its version 'v 1'"),
+        ("-mnist", "its name '-mnist'"),
+        ("a" * 64, "its name 'aaaa"),
+        (" , ", "lists no model tag"),
+        ("mnist:a,mnist:b", "model 'mnist' is listed twice"),
+    ],
+)
+def test_bad_bento_models_name_the_variable(value: str, message: str) -> None:
+    with pytest.raises(SettingsError, match="GAN_BENTO_MODELS") as info:
+        Settings.from_env({"GAN_BENTO_MODELS": value})
+    assert message in str(info.value)
+
+
+def test_bento_models_and_a_models_folder_are_exclusive() -> None:
+    with pytest.raises(SettingsError, match="GAN_BENTO_MODELS and GAN_MODELS_DIR are both set"):
+        Settings.from_env({"GAN_BENTO_MODELS": "mnist-dcgan", "GAN_MODELS_DIR": "/srv/models"})
