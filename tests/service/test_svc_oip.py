@@ -3,6 +3,7 @@ pixels equal to /generate's, scores equal to /score's, binary tensors, errors, m
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -150,6 +151,25 @@ def test_conditional_classes_from_seed_given_and_per_row(conditional_models_dir:
         np.testing.assert_array_equal(out["images"], np.concatenate([squares[:1], sevens]))
 
     serve(conditional_models_dir, scenario)
+
+
+def test_v2_and_generate_share_a_batch(tiny_models_dir: Path) -> None:
+    """One ONNX Runtime call for a v2 request and a /generate request in flight together: the
+    batcher holds the first rows until the batch is full (5 rows), so only sharing fills it."""
+
+    async def scenario(client: httpx.AsyncClient, registry: CollectorRegistry) -> None:
+        v2, plain = await asyncio.gather(
+            client.post(INFER.format("tiny-a"), json=_infer_body(("seed", "UINT64", [50, 51, 52]))),
+            client.post("/generate", json={"seed": 53, "n": 2}),
+        )
+        assert (v2.status_code, plain.status_code) == (200, 200)
+        labels = {"model": "tiny-a", "kind": "generate"}
+        assert registry.get_sample_value("gan_batch_size_count", labels) == 1
+        assert registry.get_sample_value("gan_batch_size_sum", labels) == 5
+        expected = await _generated(client, seed=50, n=3)
+        np.testing.assert_array_equal(decode_response(v2.content)["images"], expected)
+
+    serve(tiny_models_dir, scenario, max_batch_size=5, max_latency_ms=1000)
 
 
 def test_latents_give_the_seeds_images(conditional_models_dir: Path) -> None:
