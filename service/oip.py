@@ -25,6 +25,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from service import supervisor
 from service.engine import Engine, NonFiniteOutput
 from service.errors import ApiError, json_response
 from service.limits import ClientGone
@@ -144,6 +145,10 @@ async def server_metadata(request: Request, engine: Engine) -> Response:
 
 
 async def live(request: Request, engine: Engine) -> Response:
+    # /livez's rule (GanService.__is_alive__): a worker answering is not enough, the supervisor
+    # that replaces hung workers must be alive too, or only a restart of the pod helps.
+    if not supervisor.supervisor_alive(engine.settings.worker_hang_s):
+        return error(503, "the worker supervisor is not running; restart the server")
     return json_response({"live": True})
 
 

@@ -415,3 +415,17 @@ def test_api_key_guards_all_but_health(conditional_models_dir: Path) -> None:
         assert r.status_code == 200
 
     serve(conditional_models_dir, scenario, api_keys=(key,))
+
+
+def test_live_follows_the_supervisor(
+    conditional_models_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service import supervisor
+
+    async def scenario(client: httpx.AsyncClient, registry: CollectorRegistry) -> None:
+        assert (await client.get("/v2/health/live")).status_code == 200
+        monkeypatch.setattr(supervisor, "supervisor_alive", lambda hang_s: False)
+        r = await client.get("/v2/health/live")
+        assert (r.status_code, set(r.json())) == (503, {"error"})
+
+    serve(conditional_models_dir, scenario)
