@@ -4,10 +4,12 @@
 under httpx or plain uvicorn. What it holds, outside in:
 
 - per-route request metrics (``gan_http_requests_total`` / ``_seconds`` / ``_in_progress``), with
-  a bounded ``endpoint`` label (an API route's name, ``openapi``, ``ui`` or ``unknown``);
+  a bounded ``endpoint`` label (an API route's name, ``openapi``, ``ui``, one of
+  ``oip.ENDPOINTS`` or ``unknown``);
 - the API key (``auth.py``) when ``GAN_API_KEY`` is set;
 - the per-request time limit (``limits.py``);
-- the routes (``api.py``'s table, handlers in ``http_app.py``), ``/openapi.json``, the web page;
+- the routes (``api.py``'s table, handlers in ``http_app.py``), the Open Inference Protocol's
+  ``/v2/...`` (``oip.py``), ``/openapi.json``, the web page;
   every error JSON, unknown paths included;
 - the lifespan: models loaded (or handed in), metrics, the engine and its batchers, the SIGTERM
   refusal of new connections (``shutdown.py``), the heartbeat the supervisor watches
@@ -30,7 +32,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
-from service import api
+from service import api, oip
 from service.asgi import ASGIApp, Message, Receive, Scope, Send
 from service.auth import ApiKeyMiddleware, open_paths
 from service.engine import Engine
@@ -77,6 +79,9 @@ def endpoint_label(path: str) -> str:
         return route
     if path == OPENAPI_PATH:
         return "openapi"
+    v2 = oip.endpoint_label(path)
+    if v2 is not None:
+        return v2
     if path == UI_PATH or path.startswith(UI_PATH + "/"):
         return "ui"
     return "unknown"
@@ -204,6 +209,7 @@ def build_app(
     app = Starlette(
         routes=[
             *api_routes(),
+            *oip.v2_routes(),
             Route(OPENAPI_PATH, openapi_endpoint, methods=["GET"]),
             *ui_routes(),
         ],

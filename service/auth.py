@@ -3,7 +3,8 @@
 An ASGI middleware on the whole BentoML app (``GanService.add_asgi_middleware`` in service.py),
 so it also covers BentoML's own routes (``/metrics``, ``/docs.json``, ``/``), not only ours.
 
-- Open without a key: the health probes ``/livez``, ``/healthz``, ``/readyz`` (kubelet and the
+- Open without a key: the health probes ``/livez``, ``/healthz``, ``/readyz``,
+  ``/v2/health/live``, ``/v2/health/ready`` (kubelet and the
   Docker HEALTHCHECK cannot send one), and ``/metrics`` only when ``GAN_METRICS_PUBLIC=true``.
   Paths are compared exactly: ``/readyz/x`` or ``//generate`` need the key (fail closed).
 - The key travels as ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``.
@@ -23,7 +24,8 @@ from collections.abc import Callable, Iterable
 from service.asgi import ASGIApp, Receive, Scope, Send
 from service.errors import ApiError, send_error
 
-HEALTH_PATHS = frozenset({"/livez", "/healthz", "/readyz"})
+# BentoML's probes, and the Open Inference Protocol's (service/oip.py: KServe's probes).
+HEALTH_PATHS = frozenset({"/livez", "/healthz", "/readyz", "/v2/health/live", "/v2/health/ready"})
 METRICS_PATH = "/metrics"
 
 

@@ -27,6 +27,9 @@ from service.settings import Settings
 GENERATE = "generate"
 SCORE = "score"
 INTERPOLATE = "interpolate"  # latent walks (service/interpolate.py): rows are latents
+# Caller-given latents (the Open Inference Protocol's ``z`` input, service/oip_models.py): the
+# same rows as INTERPOLATE, at normal priority since a request is one cheap batch like /generate.
+LATENTS = "latents"
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,7 @@ RUNS: dict[str, Callable[..., np.ndarray]] = {
     GENERATE: generate_rows,
     SCORE: score_rows,
     INTERPOLATE: generate_latent_rows,
+    LATENTS: generate_latent_rows,
 }
 
 
@@ -193,6 +197,42 @@ class Engine:
         self._generated[model.name].inc(n)
         return Generated(model.name, pixels)
 
+    async def generate_seeds(
+        self,
+        model_name: str | None,
+        seeds: np.ndarray,
+        truncation: np.ndarray,
+        classes: np.ndarray,
+    ) -> Generated:
+        """Row i is the image of ``seeds[i]`` at ``truncation[i]`` with class ``classes[i]``
+        (``FROM_SEED``: the seed's own draw), exactly as ``generate`` makes it: same rows, same
+        batcher, so these requests batch with /generate's. All ``(n,)``, validated by the
+        caller (seeds in [0, SEED_MAX]); raises ``UnknownModelError``."""
+        model = self.store.get(model_name)
+        rows = np.empty((len(seeds), 3), dtype=np.float64)  # seeds < 2**53 are exact in float64
+        rows[:, 0] = seeds
+        rows[:, 1] = truncation
+        rows[:, 2] = classes
+        pixels = await self._batchers[model.name, GENERATE].submit(rows)
+        self._generated[model.name].inc(len(seeds))
+        return Generated(model.name, pixels)
+
+    async def generate_latent_batch(
+        self, model_name: str | None, z: np.ndarray, classes: np.ndarray | None
+    ) -> Generated:
+        """Pixels of explicit ``(n, z_dim)`` float32 latents, row i of class ``classes[i]``
+        (required by a conditional model, ignored otherwise; validated by the caller)."""
+        model = self.store.get(model_name)
+        if z.ndim != 2 or z.shape[1] != model.manifest.z_dim:
+            raise ValueError(f"need (n, {model.manifest.z_dim}) latents, got {z.shape}")
+        rows = np.zeros((len(z), z.shape[1] + 1), dtype=np.float32)
+        rows[:, :-1] = z
+        if classes is not None:
+            rows[:, -1] = classes
+        pixels = await self._batchers[model.name, LATENTS].submit(rows)
+        self._generated[model.name].inc(len(z))
+        return Generated(model.name, pixels)
+
     async def generate_latents(
         self, model_name: str | None, z: np.ndarray, klass: int | str | None = None, seed: int = 0
     ) -> Generated:
@@ -240,13 +280,27 @@ class Engine:
             if isinstance(item, ImageRejected):
                 raise UploadRejected(index, filenames[index], item)
         pixels = np.stack([p for p in converted if isinstance(p, np.ndarray)])
+        classes = None if class_of_all is None else np.full(len(pixels), class_of_all, np.int64)
+        return await self._score_pixels(model, pixels, classes)
+
+    async def score_pixels(
+        self, model_name: str | None, pixels: np.ndarray, classes: np.ndarray | None = None
+    ) -> Scored:
+        """Realness of ``(k, H, W, C)`` uint8 images already at the model's size, each against
+        its own class (``(k,)`` int64 indices the caller validated) or none; raises
+        ``UnknownModelError``."""
+        return await self._score_pixels(self.store.get(model_name), pixels, classes)
+
+    async def _score_pixels(
+        self, model: LoadedModel, pixels: np.ndarray, classes: np.ndarray | None
+    ) -> Scored:
+        spec = model.manifest.image
         scores = await self._batchers[model.name, SCORE].submit(spec.from_uint8(pixels))
         logits, ood = model.split_scores(scores)
-        classes = None if class_of_all is None else np.full(len(pixels), class_of_all, np.int64)
         realness = model.manifest.realness.realness(logits, ood, classes)
         # The logit the realness used: the requested class's, or the class-free one.
         logits = class_logits(logits, classes)
-        self._scored[model.name].inc(len(files))
+        self._scored[model.name].inc(len(pixels))
         histogram = self._realness[model.name]
         for value in realness:
             histogram.observe(float(value))

@@ -30,7 +30,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from service import api, bento_internals
+from service import api, bento_internals, oip
 from service.asgi import ASGIApp, Receive, Scope, Send
 from service.bento_internals import BENTO_ROUTES, ServiceRequestMetrics
 
@@ -54,8 +54,9 @@ class FrontDoor:
         guarded = guard(bento) if guard is not None else bento
         self.bento = guarded
         self.metrics_app = metrics_path_app(guarded) if metrics_path_app is not None else guarded
-        # On the fast path BentoML's request metrics never see the API routes: counted here.
-        self.ours = ServiceRequestMetrics(ours, api_endpoint_label) if fast else ours
+        # BentoML's request metrics never see what comes straight to us: the API routes on the
+        # fast path, /v2 always (off the fast path BentoML's middleware counts the API routes).
+        self.ours = ServiceRequestMetrics(ours, api_endpoint_label if fast else v2_endpoint_label)
         self.to_bento = frozenset(bento_paths) | (frozenset() if fast else api.ROUTE_PATHS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -70,10 +71,29 @@ class FrontDoor:
         await self.ours(scope, receive, send)
 
 
+# The Open Inference Protocol's routes, by their (bounded) label in service/oip.py: one
+# templated path each, never the model name or a made-up URL.
+V2_ENDPOINTS = {
+    oip.SERVER: "/v2",
+    oip.HEALTH: "/v2/health/{live,ready}",
+    oip.MODEL: "/v2/models/{name}",
+    oip.READY: "/v2/models/{name}/ready",
+    oip.INFER: "/v2/models/{name}/infer",
+}
+
+
 def api_endpoint_label(path: str) -> str | None:
-    """``bentoml_service_request_*``'s ``endpoint`` label (the path, as BentoML labels its own
-    routes) for the API's routes; None for anything else, which is not counted there."""
-    return path if api.route_for_path(path) is not None else None
+    """``bentoml_service_request_*``'s ``endpoint`` label: the path, as BentoML labels its own
+    routes, for the API's routes; a templated path for /v2 ones; None for anything else, which
+    is not counted there."""
+    if api.route_for_path(path) is not None:
+        return path
+    return v2_endpoint_label(path)
+
+
+def v2_endpoint_label(path: str) -> str | None:
+    v2 = oip.endpoint_label(path)
+    return None if v2 is None else V2_ENDPOINTS.get(v2)
 
 
 def install_front_door(service: Any, ours: ASGIApp, **options: Any) -> bool:

@@ -154,6 +154,9 @@ def test_bentoml_request_metrics_count_the_api(
         assert httpx.post(f"{url}/generate", json={"seed": seed}).status_code == 200
     assert httpx.post(f"{url}/generate", json={"seed": -1}).status_code == 400
     assert httpx.get(f"{url}/models").status_code == 200
+    infer = {"inputs": [{"name": "seed", "datatype": "UINT64", "shape": [2], "data": [1, 2]}]}
+    assert httpx.post(f"{url}/v2/models/tiny-a/infer", json=infer).status_code == 200
+    assert httpx.post(f"{url}/v2/models/made-up-{which}/infer", json=infer).status_code == 404
     for n in range(5):  # made-up paths: never a label of their own
         assert httpx.get(f"{url}/made-up-{which}-{n}").status_code == 404
 
@@ -163,12 +166,26 @@ def test_bentoml_request_metrics_count_the_api(
 
     deadline = time.monotonic() + 5
     after = _requests_total(url)
-    while delta(after, "/generate", "200") < 4 and time.monotonic() < deadline:
+    expected = {
+        ("/generate", "200"): 4,
+        ("/generate", "400"): 1,
+        ("/models", "200"): 1,
+        ("/v2/models/{name}/infer", "200"): 1,
+        ("/v2/models/{name}/infer", "404"): 1,
+    }
+
+    def reached(after: dict[tuple[str, str], float]) -> bool:
+        return all(delta(after, *key) >= n for key, n in expected.items())
+
+    while not reached(after) and time.monotonic() < deadline:
         time.sleep(0.1)
         after = _requests_total(url)
     assert delta(after, "/generate", "200") == 4
     assert delta(after, "/generate", "400") == 1
     assert delta(after, "/models", "200") == 1
+    # /v2: one templated label, never a model name (a made-up one included)
+    assert delta(after, "/v2/models/{name}/infer", "200") == 1
+    assert delta(after, "/v2/models/{name}/infer", "404") == 1
     assert not any("made-up" in endpoint for endpoint, _ in after)
 
 
