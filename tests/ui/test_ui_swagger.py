@@ -8,22 +8,11 @@ from typing import Any
 
 import pytest
 from server_process import Server
+from test_ui_browser import _wait
 
 pytestmark = pytest.mark.integration
 
-WAIT_S = 30.0
 ROUTES = ("/generate", "/generate_grid", "/interpolate", "/score", "/models")
-
-
-def _wait(driver: Any, condition: Any, what: str) -> Any:
-    from selenium.common.exceptions import TimeoutException
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    try:
-        return WebDriverWait(driver, WAIT_S, poll_frequency=0.1).until(condition)
-    except TimeoutException:
-        console = "\n".join(str(e) for e in driver.get_log("browser"))
-        pytest.fail(f"timed out after {WAIT_S} s waiting for {what}; console:\n{console}")
 
 
 def test_swagger_lists_and_tries_the_api(browser: Any, ui_server: Server) -> None:
