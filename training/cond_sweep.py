@@ -2,8 +2,8 @@
 clock budget, export them, judge them by the quality targets of ``training.metrics``, ship the best.
 
     python -m training.cond_sweep --out runs/cond-sweep --dataset mnist,fashion-mnist
-        [--device cuda] [--parallel 16] [--threads 1] [--train-seconds 300] [--probe-seconds 45]
-        [--eval-n 5000] [--final-n 10000] [--eval-threads 8] [--only NAME,...] [--data-root DIR]
+        [--device cuda] [--parallel 16] [--threads 1] [--train-seconds 300] [--probe-seconds 40]
+        [--eval-n 2000] [--final-n 10000] [--eval-threads 8] [--only NAME,...] [--data-root DIR]
 
 Built for one short call on a GPU machine (bench/gpu_train.sh, docs/training.md): every candidate
 of every dataset trains at once, for the same wall time. A candidate's step count is what fits that
@@ -379,7 +379,9 @@ def render(per_dataset: dict[str, dict[str, Any]], meta: dict[str, Any]) -> str:
                 + f" | {r.get('error') or r['why']} |"
             )
         best = result.get("best")
-        if best:
+        if best and not meta["complete"]:
+            out += ["", f"Winner {best['candidate']}: its judging at the full n did not finish."]
+        elif best:
             bs = best.get("score") or {}
             out += [
                 "",
@@ -434,9 +436,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--parallel", type=int, default=16, help="processes at once")
     p.add_argument("--threads", type=int, default=1, help="torch threads per training process")
     p.add_argument("--train-seconds", type=float, default=300.0, help="wall s per candidate")
-    p.add_argument("--probe-seconds", type=float, default=45.0)
+    p.add_argument("--probe-seconds", type=float, default=40.0)
     p.add_argument("--grace-seconds", type=float, default=30.0, help="past the deadline: SIGTERM")
-    p.add_argument("--eval-n", type=int, default=5000, help="seeds per set when judging")
+    p.add_argument("--eval-n", type=int, default=2000, help="seeds per set when judging")
     p.add_argument("--final-n", type=int, default=10_000, help="seeds per set for the winner")
     p.add_argument("--eval-threads", type=int, default=8, help="ONNX Runtime threads per judge")
     p.add_argument("--seed", type=int, default=0)
@@ -519,17 +521,34 @@ def main(argv: list[str] | None = None) -> int:
             cmd += ["--data-root", args.data_root] if args.data_root else []
             finals.append((ds, cmd, logs / f"final-{ds}.log"))
             per_dataset[ds]["best"] = {"candidate": rows[0]["name"], "folder": f"best/{name}"}
+    # Written now and again below: a caller that stops this process during the final judging
+    # (bench/gpu_train.sh, at its deadline) still has every candidate's verdict.
+    write_results(args, argv, per_dataset, t0, train_wall, final=False)
     run_parallel(finals, len(finals) or 1, 1800, args.eval_threads)
     for result in per_dataset.values():
         if "best" in result:
             result["best"].update(_verdict(args.out / result["best"]["folder"]))
+    print(write_results(args, argv, per_dataset, t0, train_wall, final=True))
+    shipped = all("step" in (r.get("best") or {}) for r in per_dataset.values())
+    return 0 if shipped else 1
 
+
+def write_results(
+    args: argparse.Namespace,
+    argv: list[str],
+    per_dataset: dict[str, dict[str, Any]],
+    t0: float,
+    train_wall: float,
+    final: bool,
+) -> str:
+    """OUT/sweep.json and OUT/sweep.md; returns the markdown."""
     meta: dict[str, Any] = {
-        "command": "python -m training.cond_sweep " + " ".join(argv),
+        "command": "python -m training.cond_sweep " + shlex.join(argv),
         "machine": f"{platform.node()} ({os.cpu_count()} CPUs, device {args.device})",
         "wall_s": time.monotonic() - t0,
         "train_wall_s": round(train_wall, 1),
         "train_seconds": args.train_seconds,
+        "complete": final,
     }
     try:
         import torch
@@ -544,9 +563,7 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "sweep.json").write_text(json.dumps(report, indent=1) + "\n")
     text = render(per_dataset, meta)
     (args.out / "sweep.md").write_text(text)
-    print(text)
-    shipped = all("step" in (r.get("best") or {}) for r in per_dataset.values())
-    return 0 if shipped else 1
+    return text
 
 
 if __name__ == "__main__":
