@@ -30,6 +30,7 @@ LIMIT_MIB=64
 
 if [ "${1:-}" = "--prepare" ]; then
   SRC=${SHARED_DATA:-../shared/data}
+  case "$GPU_DATA" in /* | ..* | . | "") echo "GPU_DATA must be a folder inside the repository" >&2; exit 2 ;; esac
   mkdir -p "$GPU_DATA"
   rm -rf "$GPU_DATA"
   for ds in mnist fashion-mnist; do

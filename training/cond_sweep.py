@@ -156,10 +156,14 @@ def read_records(run: Path) -> list[dict[str, Any]]:
 
 def measured_rate(records: list[dict[str, Any]]) -> float | None:
     """Steps per second over the second half of the logged lines (the first ones include the
-    warm-up: cuDNN's autotuning, the allocator growing); None with fewer than 3 lines."""
+    warm-up: cuDNN's choices, the allocator growing); with fewer than 3 lines, the average since
+    the loop began; None with none."""
     timed = [r for r in records if "elapsed_s" in r and "step" in r]
-    if len(timed) < 3:
+    if not timed:
         return None
+    if len(timed) < 3:
+        last = timed[-1]
+        return last["step"] / last["elapsed_s"] if last["elapsed_s"] > 0 else None
     first, last = timed[len(timed) // 2 - 1], timed[-1]
     dt = last["elapsed_s"] - first["elapsed_s"]
     return (last["step"] - first["step"]) / dt if dt > 0 else None
@@ -194,7 +198,9 @@ def _base_train_cmd(dataset: str, c: Candidate, run: Path, args: argparse.Namesp
         *shlex.split(args.override), "--out", str(run), "--device", args.device,
         "--num-threads", str(args.threads), "--seed", str(args.seed),
         *(["--data-root", args.data_root] if args.data_root else []),
-        "--sample-every", "100000", "--ckpt-every", "100000", "--no-progress", "--force",
+        # Lines often enough for the probe's rate; samples and checkpoints at the end only.
+        "--log-every", "20", "--sample-every", "100000", "--ckpt-every", "100000",
+        "--no-progress", "--force",
         "--no-tensorboard", "--no-download",
     ]  # fmt: skip
 

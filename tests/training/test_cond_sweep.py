@@ -122,7 +122,9 @@ def test_rate_skips_the_warm_up_lines() -> None:
         {"step": 10 + 100 * i, "elapsed_s": 1.0 + i} for i in range(1, 7)
     ]
     assert cs.measured_rate(records) == pytest.approx(100.0)
-    assert cs.measured_rate(records[:2]) is None
+    # Too few lines for a second half: the average since the loop began.
+    assert cs.measured_rate(records[:2]) == pytest.approx(110 / 2.0)
+    assert cs.measured_rate([]) is None
 
 
 def test_calibrated_steps_end_at_the_deadline_and_keep_the_recipe() -> None:
