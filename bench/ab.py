@@ -39,7 +39,8 @@ def main() -> int:
         code, _, models = rest.partition(":")
         systems.append((name, Path(code).resolve(), Path(models).resolve()))
     out = args.out.open("a") if args.out else None
-    wrk = ["wrk", "-t2", f"-c{args.connections}", "-s", str(LUA)]
+    # wrk refuses more threads than connections
+    wrk = ["wrk", f"-t{min(2, args.connections)}", f"-c{args.connections}", "-s", str(LUA)]
     for r in range(args.rounds):
         for name, code, models in systems:
             with tempfile.TemporaryDirectory() as tmp:
