@@ -36,7 +36,7 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
-from contract.latents import latents_for_seeds
+from contract.latents import classes_for_seeds, latents_for_seeds
 from contract.manifest import Manifest, read_manifest
 from contract.onnx_runtime import session_options
 from service.imaging import encode_png, uploads_to_pixels
@@ -80,8 +80,10 @@ def generator_cells(
 
     def pixels(k: int) -> np.ndarray:
         seeds = np.arange(k * batch, (k + 1) * batch, dtype=np.uint64)
-        z = latents_for_seeds(seeds, z_dim)
-        return m.image.to_uint8(sess.run([spec.output], {spec.input: z})[0])
+        feed: dict[str, np.ndarray] = {spec.input: latents_for_seeds(seeds, z_dim)}
+        if m.conditioning is not None:  # what the service feeds: each seed's own class
+            feed[m.conditioning.input] = classes_for_seeds(seeds, m.conditioning.num_classes)
+        return m.image.to_uint8(sess.run([spec.output], feed)[0])
 
     fns: dict[str, Callable[[int], object]] = {
         "ort": pixels,
@@ -154,7 +156,10 @@ def run(
                 f"generator     threads={th or 'default':<7} batch={b:<4d} "
                 + " ".join(f"{k}={v:8.0f}" for k, v in cells.items())
             )
-        if discriminator:
+        if discriminator and m.conditioning is not None:
+            # its (B, K) logits and OOD output go through engine.py's realness: not timed here
+            print("discriminator cells skipped: class-conditional model", file=sys.stderr)
+        elif discriminator:
             for b in batches:
                 cells = discriminator_cells(m, gen, disc, b, secs)
                 rows.append({"graph": "discriminator", "threads": th, "batch": b, **cells})
