@@ -4,7 +4,6 @@ pixels equal to /generate's, scores equal to /score's, binary tensors, errors, m
 from __future__ import annotations
 
 import asyncio
-import base64
 import io
 import json
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from fixtures.generated_images import generate_pixels
 from fixtures.in_process import serve
 from PIL import Image
 from prometheus_client import CollectorRegistry
@@ -49,11 +49,7 @@ async def _generated(client: httpx.AsyncClient, **fields: Any) -> np.ndarray:
     """/generate's images, decoded from its PNGs, as (n, H, W, C) uint8."""
     r = await client.post("/generate", json=fields)
     assert r.status_code == 200, r.text
-    images = []
-    for item in r.json()["images"]:
-        pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(item["png"]))))
-        images.append(pixels[:, :, None] if pixels.ndim == 2 else pixels)
-    return np.stack(images)
+    return generate_pixels(r.json())
 
 
 def test_server_and_model_metadata(conditional_models_dir: Path) -> None:
