@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from training.sweep import Candidate, run_parallel
+from training.sweep import Candidate, choose, run_parallel
 
 BUNDLED_NAME = {"mnist": "mnist-dcgan", "fashion-mnist": "fashion-dcgan"}
 # Far more steps than any budget reaches: with --lr-decay 0.5 the rate stays constant until half
@@ -459,13 +459,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown_ds = set(datasets) - set(BUNDLED_NAME)
     if unknown_ds:
         p.error(f"no bundled conditional model for: {', '.join(sorted(unknown_ds))}")
-    chosen = list(CANDIDATES)
-    if args.only:
-        names = args.only.split(",")
-        unknown = set(names) - {c.name for c in CANDIDATES}
-        if unknown:
-            p.error(f"unknown candidate(s): {', '.join(sorted(unknown))}")
-        chosen = [c for c in CANDIDATES if c.name in names]
+    chosen = choose(CANDIDATES, args.only, p)
     os.environ["GAN_EVAL_THREADS"] = str(args.eval_threads)  # judges and exports inherit it
     t0 = time.monotonic()
     runs, models, best, logs = (args.out / d for d in ("runs", "models", "best", "logs"))

@@ -88,6 +88,19 @@ CANDIDATES: tuple[Candidate, ...] = (
 )  # fmt: skip
 
 
+def choose(
+    candidates: tuple[Candidate, ...], only: str | None, parser: argparse.ArgumentParser
+) -> list[Candidate]:
+    """The candidates ``--only`` names (comma-separated), in table order; all without it."""
+    if not only:
+        return list(candidates)
+    names = only.split(",")
+    unknown = set(names) - {c.name for c in candidates}
+    if unknown:
+        parser.error(f"unknown candidate(s): {', '.join(sorted(unknown))}")
+    return [c for c in candidates if c.name in names]
+
+
 def _train_cmd(c: Candidate, out: Path, args: argparse.Namespace, steps: int | None) -> list[str]:
     cmd = [sys.executable, "-m", "training.train", "--dataset", "mnist", *c.args]
     if steps is not None:
@@ -199,13 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, help="override every candidate's steps (smoke tests)")
     p.add_argument("--weak-steps", type=int, default=WEAK_STEPS)
     args = p.parse_args(argv)
-    chosen = list(CANDIDATES)
-    if args.only:
-        names = args.only.split(",")
-        unknown = set(names) - {c.name for c in CANDIDATES}
-        if unknown:
-            p.error(f"unknown candidate(s): {', '.join(sorted(unknown))}")
-        chosen = [c for c in CANDIDATES if c.name in names]
+    chosen = choose(CANDIDATES, args.only, p)
     t0 = time.monotonic()
     runs, models, logs = args.out / "runs", args.out / "models", args.out / "logs"
     jobs = [
