@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from training import cifar10, download, toy
+from training import cifar10, download, stacked_mnist, toy
 from training.config import TrainConfig
 from training.idx import (
     CLASS_NAMES,
@@ -31,8 +31,9 @@ from training.idx import (
     load_split,
 )
 
-DATASET_CHOICES = "ring8 | grid25 | mnist | fashion-mnist | cifar10 | folder:PATH"
+DATASET_CHOICES = "ring8 | grid25 | mnist | fashion-mnist | stacked-mnist | cifar10 | folder:PATH"
 CIFAR10 = "cifar10"
+STACKED_MNIST = stacked_mnist.NAME
 T = TypeVar("T")
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp"})
 
@@ -48,7 +49,7 @@ def derive_seed(*parts: object) -> int:
 
 
 def check_dataset_name(name: str) -> None:
-    if name in toy.TOY_DATASETS or name in IDX_DATASETS or name == CIFAR10:
+    if name in toy.TOY_DATASETS or name in IDX_DATASETS or name in (CIFAR10, STACKED_MNIST):
         return
     if name.startswith("folder:") and len(name) > len("folder:"):
         return
@@ -59,7 +60,7 @@ def default_arch(dataset: str) -> str:
     """The architecture made for the dataset's native image size."""
     if dataset in toy.TOY_DATASETS:
         return "mlp"
-    if dataset in IDX_DATASETS:
+    if dataset in IDX_DATASETS or dataset == STACKED_MNIST:
         return "dcgan28"
     return "dcgan32" if dataset == CIFAR10 else "dcgan64"
 
@@ -267,6 +268,16 @@ def load_idx_dataset(
     return images_t, torch.from_numpy(labels.astype(np.int64))
 
 
+def load_stacked_mnist_dataset(
+    size: int, root: str | Path | None = None, fetch: bool = False
+) -> tuple[Tensor, Tensor]:
+    """Stacked MNIST's fixed training triples as uint8 ``(N, 3, size, size)`` and their modes."""
+    images, modes = _fetching_if_missing(
+        "mnist", root, fetch, lambda: stacked_mnist.load_stacked("train", root)
+    )
+    return resize_u8(torch.from_numpy(images), size), torch.from_numpy(modes)
+
+
 def load_cifar10_dataset(
     size: int, root: str | Path | None = None, fetch: bool = False, split: str = "train"
 ) -> tuple[Tensor, Tensor, dict[str, Any]]:
@@ -391,6 +402,15 @@ def make_sampler(
         images, labels = load_idx_dataset(cfg.dataset, size, cfg.data_root, fetch=download)
         names = CLASS_NAMES[cfg.dataset]
         info: dict[str, Any] = {"dataset": cfg.dataset, "kind": "idx"}
+    elif cfg.dataset == STACKED_MNIST:
+        if cfg.conditional:
+            raise DatasetError(
+                "--dataset stacked-mnist is the unconditional mode-collapse benchmark: "
+                "drop --conditional"
+            )
+        images, labels = load_stacked_mnist_dataset(size, cfg.data_root, fetch=download)
+        names = []
+        info = {"dataset": cfg.dataset, "kind": "stacked-mnist", "modes": stacked_mnist.NUM_MODES}
     elif cfg.dataset == CIFAR10:
         images, labels, source = load_cifar10_dataset(size, cfg.data_root, fetch=download)
         names = cifar10.CLASS_NAMES

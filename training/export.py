@@ -139,11 +139,13 @@ def real_images(run: Run, data_root: str | None) -> RealImages:
     """The run's own training images (never its test split: the metrics judge on that)."""
     from training.data import (
         CIFAR10,
+        STACKED_MNIST,
         DatasetError,
         image_size,
         load_cifar10_dataset,
         load_folder_dataset,
         load_idx_dataset,
+        load_stacked_mnist_dataset,
     )
     from training.idx import IDX_DATASETS
 
@@ -152,6 +154,9 @@ def real_images(run: Run, data_root: str | None) -> RealImages:
         if cfg.dataset in IDX_DATASETS:
             images, _ = load_idx_dataset(cfg.dataset, size, data_root or cfg.data_root)
             source = f"{cfg.dataset} training split"
+        elif cfg.dataset == STACKED_MNIST:
+            images, _ = load_stacked_mnist_dataset(size, data_root or cfg.data_root)
+            source = "stacked-mnist training triples"
         elif cfg.dataset == CIFAR10:
             images, _, _ = load_cifar10_dataset(size, data_root or cfg.data_root)
             source = "cifar10 training split"

@@ -106,6 +106,19 @@ def render_report(report: dict[str, Any], name: str = "") -> str:
     if not_computed:
         out += ["", "not computed:"]
         out += [f"  {', '.join(group['figures'])}: {group['reason']}" for group in not_computed]
+    stacked = report.get("stacked_mnist")
+    if stacked:
+        real = stacked["real"]
+        out += [
+            "",
+            f"Stacked MNIST ({stacked['n']} images, seeds {stacked['seeds'][0]}..{stacked['seeds'][1]}): "
+            f"{stacked['modes']} of 1000 modes, KL(p_gen || uniform) {stacked['kl']:.4f}, "
+            f"largest mode {100 * stacked['largest_mode_fraction']:.2f} %",
+            f"  real stacked test images, scored the same way: {real['modes']} modes, "
+            f"KL {real['kl']:.4f}"
+            if "modes" in real
+            else f"  real stacked test images: not scored ({real.get('unavailable')})",
+        ]
 
     sets = report.get("sets", {})
     if "generated_mean" in sets:
