@@ -35,6 +35,7 @@ from training import stacked_mnist as sm
 RECIPE_DIR = Path(__file__).resolve().parent / "recipes"
 TARGET_MODES = sm.NUM_MODES
 TARGET_KL = 0.03
+NOTES_NAME = "stacked-mnist-notes.md"
 # The papers' rows (modes of 1,000 / KL), as the issue quotes them: Metz et al. 2017 (Unrolled
 # GAN), Srivastava et al. 2017 (VEEGAN, Table 2), Lin et al. 2018 (PacGAN, Table 3).
 PUBLISHED = [
@@ -243,7 +244,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "stacked-mnist-results.json").write_text(json.dumps(results, indent=1) + "\n")
-    (args.out / "stacked-mnist.md").write_text(render(results))
+    text = render(results)
+    notes = args.out / NOTES_NAME
+    if notes.is_file():  # the hand-written reading of the figures, kept across re-renders
+        text += "\n" + notes.read_text()
+    (args.out / "stacked-mnist.md").write_text(text)
     for r in runs:
         print(
             f"{r['recipe']}-s{r['seed']}: modes {r['modes']}, KL {r['kl']:.4f}, steps {r['steps']}"
