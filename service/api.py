@@ -303,6 +303,14 @@ CrossCheck = Callable[[Values, Any], None]
 Default = Any  # a value, or a callable of the settings
 
 
+def _lossy_format(values: Values, quality: int) -> None:
+    fmt = values["format"]
+    if fmt not in LOSSY_FORMATS:
+        raise invalid_field(
+            "quality", f"quality applies to format {' or '.join(LOSSY_FORMATS)}, not {fmt}"
+        )
+
+
 def _seed_plus_n(values: Values, n: int) -> None:
     seed = values["seed"]
     if seed + n - 1 > SEED_MAX:
@@ -336,6 +344,12 @@ FRAME_MS_RANGE = (20, 2000)
 FRAME_MS_DEFAULT = 80
 SCALE_MAX = 8
 FORMATS = {"png": "image/png", "gif": "image/gif", "webp": "image/webp"}
+# /generate's and /generate_grid's (service/encoding.py says what each gives).
+GENERATE_FORMATS = ("png", "webp", "jpeg", "npy")
+GRID_FORMATS = ("png", "webp", "jpeg")
+LOSSY_FORMATS = ("webp", "jpeg")
+QUALITY_RANGE = (1, 100)
+JPEG_QUALITY_DEFAULT = 90
 
 
 def steps_max(settings: Settings) -> int:
@@ -408,6 +422,36 @@ FIELDS: tuple[Field, ...] = (
         Integer(1, _n_max),
         default=NO_DEFAULT,
         description="default ceil(sqrt(n)), capped at n",
+    ),
+    Field(
+        "format",
+        frozenset({"generate"}),
+        Choice(GENERATE_FORMATS),
+        default="png",
+        description=(
+            "png: base64 PNGs in JSON (lossless); webp: base64 WebPs in JSON, lossless unless "
+            "quality is given; jpeg: base64 JPEGs in JSON; npy: no JSON, the body is one .npy "
+            "file of the (n, H, W, C) uint8 pixels (application/x-npy), seeds in the X-Seed "
+            "(first) and X-Count headers"
+        ),
+    ),
+    Field(
+        "format",
+        frozenset({"generate_grid"}),
+        Choice(GRID_FORMATS),
+        default="png",
+        description="the grid's file format; webp is lossless unless quality is given",
+    ),
+    Field(
+        "quality",
+        GENERATE_ROUTES,
+        Integer(*QUALITY_RANGE),
+        default=NO_DEFAULT,
+        check=_lossy_format,
+        description=(
+            f"webp and jpeg only: the encoder's quality; absent: lossless webp, jpeg at "
+            f"{JPEG_QUALITY_DEFAULT}"
+        ),
     ),
     Field("format", INTERPOLATE, Choice(tuple(FORMATS)), default="png"),
     Field("frame_ms", INTERPOLATE, Integer(*FRAME_MS_RANGE), default=FRAME_MS_DEFAULT),
