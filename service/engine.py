@@ -90,6 +90,15 @@ def _finite_or_fail(
 def _pixels(
     model: LoadedModel, z: np.ndarray, classes: np.ndarray | None, on_bad: OnBad | None
 ) -> np.ndarray:
+    if model.uint8_in_graph:
+        pixels, finite = model.generate_uint8(z, classes)
+        if not finite.all():
+            bad = ~finite
+            if on_bad is not None:
+                on_bad(int(bad.sum()))
+            error = NonFiniteOutput(model.name, "generator", int(bad.sum()))
+            raise RowsFailed(pixels, bad, error)
+        return pixels
     image = model.manifest.image
     try:
         out = model.generate(z, classes)
