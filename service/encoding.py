@@ -63,7 +63,7 @@ def encode_image(pixels: np.ndarray, fmt: str = PNG, quality: int | None = None)
     """``(H, W, C)`` uint8, C in {1, 3} -> one file of ``fmt`` (png, webp or jpeg).
 
     ``quality`` (1..100): JPEG's (default ``JPEG_QUALITY``), or lossy WebP at that quality
-    (None: lossless WebP). PNG takes none (the caller refuses it: ``api.py``)."""
+    (None: lossless WebP). PNG has none: ignored."""
     if fmt == PNG:
         return encode_png(pixels)
     buffer = io.BytesIO()

@@ -22,7 +22,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from service import api
-from service.api import FORMATS, MAX_JSON_BYTES
+from service.api import FORMATS, LOSSY_FORMATS, MAX_JSON_BYTES
 from service.encoding import INLINE_MAX, MEDIA_TYPES, NPY, encode_image, encode_npy
 from service.engine import Engine, NonFiniteOutput, UploadRejected
 from service.errors import (
@@ -118,7 +118,8 @@ async def generate(request: Request) -> Response:
                 "Content-Disposition": f'attachment; filename="images-{params.seed}-{params.n}.npy"',
             },
         )
-    files = await engine.encoder.encode(pixels, fmt, params.values.get("quality"))
+    quality = params.values.get("quality") if fmt in LOSSY_FORMATS else None
+    files = await engine.encoder.encode(pixels, fmt, quality)
     return json_response(
         {
             "model": result.model,
@@ -137,7 +138,8 @@ async def generate_grid(request: Request) -> Response:
     engine = _engine(request)
     body = await read_body(request, MAX_JSON_BYTES)
     params = parse_generate(body, engine.settings, grid=True)
-    fmt, quality = params.values["format"], params.values.get("quality")
+    fmt = params.values["format"]
+    quality = params.values.get("quality") if fmt in LOSSY_FORMATS else None
     heavy = params.n > GRID_HEAVY_N
     with engine.heavy.admit("generate_grid", heavy):
 

@@ -332,12 +332,12 @@ def _image_format(v2: V2Model, request: InferRequest) -> tuple[str, int | None] 
     if fmt not in IMAGE_FORMATS:
         shown = repr(fmt)[:40]
         raise bad_input(f"parameters.format must be one of {', '.join(IMAGE_FORMATS)}, got {shown}")
-    if quality is not None:
-        if fmt not in LOSSY:
-            raise bad_input(f"parameters.quality goes with format webp or jpeg, not {fmt}")
-        if not isinstance(quality, int) or isinstance(quality, bool) or not 1 <= quality <= 100:
-            raise bad_input("parameters.quality must be an integer in [1, 100]")
-    return fmt, quality
+    if quality is not None and (
+        not isinstance(quality, int) or isinstance(quality, bool) or not 1 <= quality <= 100
+    ):
+        raise bad_input("parameters.quality must be an integer in [1, 100]")
+    # As on /generate, png has no quality and ignores one.
+    return fmt, quality if fmt in LOSSY else None
 
 
 async def infer(engine: Engine, v2: V2Model, request: InferRequest) -> list[OutputTensor]:

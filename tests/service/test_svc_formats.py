@@ -124,8 +124,6 @@ def test_grid_formats(tiny_models_dir: Path) -> None:
         ({"format": 1}, "format", "format must be one of png, webp, jpeg, npy, got 1"),
         ({"format": "jpeg", "quality": 0}, "quality", "quality must be in [1, 100], got 0"),
         ({"format": "webp", "quality": 1.5}, "quality", "quality must be an integer"),
-        ({"quality": 50}, "quality", "quality applies to format webp or jpeg, not png"),
-        ({"format": "npy", "quality": 50}, "quality", "not npy"),
     ],
 )
 def test_bad_format_or_quality_is_a_400_naming_it(
@@ -137,6 +135,18 @@ def test_bad_format_or_quality_is_a_400_naming_it(
         assert r.headers["content-type"] == "application/json"
         assert r.json()["reason"] == "invalid_field" and r.json()["field"] == field
         assert message in r.json()["error"]
+
+    serve(tiny_models_dir, scenario)
+
+
+def test_png_and_npy_ignore_quality(tiny_models_dir: Path) -> None:
+    async def scenario(client: httpx.AsyncClient, registry: CollectorRegistry) -> None:
+        for fmt in ("png", "npy"):
+            plain = await client.post("/generate", json={"seed": 2, "n": 2, "format": fmt})
+            given = await client.post(
+                "/generate", json={"seed": 2, "n": 2, "format": fmt, "quality": 5}
+            )
+            assert given.status_code == 200 and given.content == plain.content, fmt
 
     serve(tiny_models_dir, scenario)
 
