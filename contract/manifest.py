@@ -52,6 +52,11 @@ class OnnxFile:
     sha256: str
     input: str
     output: str
+    # Generators only, optional (training/uint8_graph.py): the ``(B, H, W, C)`` uint8 output of
+    # ``image.to_uint8`` computed in the graph, and the ``(B,)`` bool output saying which rows
+    # were finite before the cast. Both or neither.
+    uint8_output: str | None = None
+    finite_output: str | None = None
 
 
 @dataclass(frozen=True)
@@ -337,9 +342,21 @@ def _onnx_file(onnx: dict[str, Any], key: str, where: str) -> OnnxFile:
     sha = _field(entry, "sha256", str, where, prefix).lower()
     if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
         raise ManifestError(f"{where}: {prefix}sha256 must be 64 hex digits")
+    uint8, finite = entry.get("uint8_output"), entry.get("finite_output")
+    if (uint8 is None) != (finite is None) or not all(
+        v is None or (isinstance(v, str) and v) for v in (uint8, finite)
+    ):
+        raise ManifestError(
+            f"{where}: {prefix}uint8_output and {prefix}finite_output must be output names, "
+            "both or neither"
+        )
+    if uint8 is not None and key != "generator":
+        raise ManifestError(f"{where}: {prefix}uint8_output is for the generator only")
     return OnnxFile(
         file=file,
         sha256=sha,
         input=_field(entry, "input", str, where, prefix),
         output=_field(entry, "output", str, where, prefix),
+        uint8_output=uint8,
+        finite_output=finite,
     )

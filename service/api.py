@@ -336,6 +336,12 @@ FRAME_MS_RANGE = (20, 2000)
 FRAME_MS_DEFAULT = 80
 SCALE_MAX = 8
 FORMATS = {"png": "image/png", "gif": "image/gif", "webp": "image/webp"}
+# /generate's and /generate_grid's (service/encoding.py says what each gives).
+GENERATE_FORMATS = ("png", "webp", "jpeg", "npy")
+GRID_FORMATS = ("png", "webp", "jpeg")
+LOSSY_FORMATS = ("webp", "jpeg")
+QUALITY_RANGE = (1, 100)
+JPEG_QUALITY_DEFAULT = 90
 
 
 def steps_max(settings: Settings) -> int:
@@ -408,6 +414,37 @@ FIELDS: tuple[Field, ...] = (
         Integer(1, _n_max),
         default=NO_DEFAULT,
         description="default ceil(sqrt(n)), capped at n",
+    ),
+    Field(
+        "format",
+        frozenset({"generate"}),
+        Choice(GENERATE_FORMATS),
+        default="png",
+        description=(
+            "png: base64 PNGs in JSON (lossless); webp: base64 WebPs in JSON, lossless unless "
+            "quality is given; jpeg: base64 JPEGs in JSON; npy: no JSON, the body is one .npy "
+            "file of the (n, H, W, C) uint8 pixels (application/x-npy), seeds in the X-Seed "
+            "(first) and X-Count headers"
+        ),
+    ),
+    Field(
+        "format",
+        frozenset({"generate_grid"}),
+        Choice(GRID_FORMATS),
+        default="png",
+        description="the grid's file format; webp is lossless unless quality is given",
+    ),
+    Field(
+        "quality",
+        GENERATE_ROUTES,
+        Integer(*QUALITY_RANGE),
+        default=NO_DEFAULT,
+        # Not refused with png or npy, which have none: the OpenAPI schema cannot say "only
+        # with", and a request the schema calls valid must be accepted (the fuzz test checks).
+        description=(
+            f"the encoder's quality for webp (lossy; absent: lossless) and jpeg (absent: "
+            f"{JPEG_QUALITY_DEFAULT}); png and npy have none and ignore it"
+        ),
     ),
     Field("format", INTERPOLATE, Choice(tuple(FORMATS)), default="png"),
     Field("frame_ms", INTERPOLATE, Integer(*FRAME_MS_RANGE), default=FRAME_MS_DEFAULT),

@@ -102,8 +102,12 @@ def input_model(route: str, settings: Settings) -> type[pydantic.BaseModel]:
 
 
 class GeneratedImage(pydantic.BaseModel):
+    """One image: its seed and the base64 file of the requested format (one of the three)."""
+
     seed: int
-    png: str = pydantic.Field(description="base64 of a PNG file")
+    png: str | None = pydantic.Field(None, description="base64 of a PNG file (format png)")
+    webp: str | None = pydantic.Field(None, description="base64 of a WebP file (format webp)")
+    jpeg: str | None = pydantic.Field(None, description="base64 of a JPEG file (format jpeg)")
 
 
 class GenerateOutput(pydantic.BaseModel):
@@ -207,7 +211,8 @@ def declared_api(settings: Settings) -> type:
     class DeclaredApi:
         @bentoml.api(route="/generate", input_spec=specs["generate"], output_spec=GenerateOutput)
         async def generate(self, **arguments: Any) -> Any:
-            """n images from seeds seed .. seed + n - 1, as base64 PNGs (image i: seed + i)."""
+            """n images from seeds seed .. seed + n - 1 (image i: seed + i), as base64 files
+            (png, webp, jpeg); format npy answers one .npy file instead, for HTTP clients."""
             return await call_handler("generate", arguments)
 
         @bentoml.api(route="/generate_grid", input_spec=specs["generate_grid"])

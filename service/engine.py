@@ -18,11 +18,12 @@ from contract.latents import latents_for_seeds
 from contract.realness import class_logits
 from service.batcher import MicroBatcher, RowsFailed
 from service.conditioning import FROM_SEED, class_index, row_classes
+from service.encoding import Encoder
 from service.imaging import ImageRejected, uploads_to_pixels
 from service.limits import HeavyGate, heavy_executor
 from service.metrics import GanMetrics
 from service.model_store import LoadedModel, ModelStore
-from service.settings import Settings
+from service.settings import Settings, available_cpus
 
 GENERATE = "generate"
 SCORE = "score"
@@ -89,6 +90,15 @@ def _finite_or_fail(
 def _pixels(
     model: LoadedModel, z: np.ndarray, classes: np.ndarray | None, on_bad: OnBad | None
 ) -> np.ndarray:
+    if model.uint8_in_graph:
+        pixels, finite = model.generate_uint8(z, classes)
+        if not finite.all():
+            bad = ~finite
+            if on_bad is not None:
+                on_bad(int(bad.sum()))
+            error = NonFiniteOutput(model.name, "generator", int(bad.sum()))
+            raise RowsFailed(pixels, bad, error)
+        return pixels
     image = model.manifest.image
     try:
         out = model.generate(z, classes)
@@ -172,6 +182,8 @@ class Engine:
             heavy, on_refused=lambda route: metrics.request_errors.labels(route, "busy").inc()
         )
         self._heavy_pool = heavy_executor(heavy)
+        # The images of /generate's answers (service/encoding.py).
+        self.encoder = Encoder(settings.encode_threads or available_cpus())
 
     async def run_heavy(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` in the low-priority threads; cancelled with its request if not begun."""
@@ -309,3 +321,4 @@ class Engine:
     async def aclose(self) -> None:
         await asyncio.gather(*(b.aclose() for b in self._batchers.values()))
         self._heavy_pool.shutdown(wait=False, cancel_futures=True)
+        self.encoder.close()

@@ -87,18 +87,38 @@ class LoadedModel:
         cond = self.manifest.conditioning
         return cond.classes if cond is not None else None
 
-    def generate(self, z: np.ndarray, classes: np.ndarray | None = None) -> np.ndarray:
-        """``(B, z_dim)`` float32 [+ ``(B,)`` int64 classes] -> ``(B, C, H, W)`` float32 in
-        ``image.value_range``. A conditional model needs the classes."""
-        spec = self.manifest.generator
-        feeds = {spec.input: z}
+    def _feeds(self, z: np.ndarray, classes: np.ndarray | None) -> dict[str, np.ndarray]:
+        feeds = {self.manifest.generator.input: z}
         cond = self.manifest.conditioning
         if cond is not None:
             if classes is None:
                 raise ValueError(f"model {self.name!r} is class-conditional: classes needed")
             feeds[cond.input] = np.asarray(classes, dtype=np.int64)
-        out = self.generator.run([spec.output], feeds)[0]
+        return feeds
+
+    def generate(self, z: np.ndarray, classes: np.ndarray | None = None) -> np.ndarray:
+        """``(B, z_dim)`` float32 [+ ``(B,)`` int64 classes] -> ``(B, C, H, W)`` float32 in
+        ``image.value_range``. A conditional model needs the classes."""
+        out = self.generator.run([self.manifest.generator.output], self._feeds(z, classes))[0]
         return np.asarray(out, dtype=np.float32)
+
+    @property
+    def uint8_in_graph(self) -> bool:
+        """The generator computes the pixels itself (model.json ``onnx.generator.uint8_output``,
+        training/uint8_graph.py)."""
+        return self.manifest.generator.uint8_output is not None
+
+    def generate_uint8(
+        self, z: np.ndarray, classes: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A ``uint8_in_graph`` model's ``(B, H, W, C)`` uint8 pixels (``image.to_uint8`` of
+        ``generate``, computed by the graph) and ``(B,)`` bool: which rows were finite."""
+        spec = self.manifest.generator
+        assert spec.uint8_output is not None and spec.finite_output is not None
+        pixels, finite = self.generator.run(
+            [spec.uint8_output, spec.finite_output], self._feeds(z, classes)
+        )
+        return np.asarray(pixels, dtype=np.uint8), np.asarray(finite, dtype=bool)
 
     def discriminate(self, images: np.ndarray) -> np.ndarray:
         """``(B, C, H, W)`` float32 -> ``(B, W)`` float32: the logit(s) (1, or one per class),
@@ -336,8 +356,14 @@ def _load_model(
     except ManifestError as exc:
         raise _BrokenModelError(str(exc)) from None
     cond, ood = manifest.conditioning, manifest.realness.ood
+    gen = manifest.generator
     generator = _session(
-        directory, manifest.generator, providers, options, extra_inputs=[cond.input] if cond else []
+        directory,
+        gen,
+        providers,
+        options,
+        extra_inputs=[cond.input] if cond else [],
+        extra_outputs=[o for o in (gen.uint8_output, gen.finite_output) if o is not None],
     )
     discriminator = _session(
         directory,
@@ -415,6 +441,8 @@ def _smoke_test(model: LoadedModel) -> None:
             f"{model.directory / m.generator.file}: non-finite output (NaN or infinity) on a "
             f"(2, {m.z_dim}) latent batch"
         )
+    if model.uint8_in_graph:
+        _check_uint8_outputs(model, images, classes)
     try:
         raw = model.discriminate(images)
     except Exception as exc:
@@ -432,4 +460,28 @@ def _smoke_test(model: LoadedModel) -> None:
         raise _BrokenModelError(
             f"{model.directory / m.discriminator.file}: non-finite output (NaN or infinity) on "
             "the generator's smoke batch"
+        )
+
+
+def _check_uint8_outputs(
+    model: LoadedModel, images: np.ndarray, classes: np.ndarray | None
+) -> None:
+    """The graph's own pixels must be the contract's rule applied to its floats: a folder whose
+    uint8 output rounds differently would serve images nothing else produces."""
+    m = model.manifest
+    where = model.directory / m.generator.file
+    try:
+        pixels, finite = model.generate_uint8(latents(0, 2, m.z_dim), classes)
+    except Exception as exc:
+        raise _BrokenModelError(f"{where}: its uint8 outputs fail ({exc})") from None
+    expected = m.image.to_uint8(images)
+    if pixels.shape != expected.shape or finite.shape != (2,):
+        raise _BrokenModelError(
+            f"{where}: uint8 output {pixels.shape} / finite output {finite.shape}, model.json "
+            f"says {expected.shape} / (2,)"
+        )
+    if not (pixels == expected).all() or not finite.all():
+        raise _BrokenModelError(
+            f"{where}: its uint8 output differs from image.to_uint8 of its float output "
+            "(or calls finite rows non-finite); re-run training.uint8_graph on the float graph"
         )

@@ -7,7 +7,9 @@ Each served model ``NAME`` is two v2 models, version ``1``, platform ``onnxrunti
   ``[n, z_dim]``) for latents of the caller's own; ``class`` (integer, ``[n]`` or ``[1]`` for
   all; class-conditional models only: absent, a seed draws its own class as on ``/generate``, and
   ``z`` needs it); ``truncation`` (FP32 or FP64, ``[n]`` or ``[1]``, with ``seed`` only). Output:
-  ``images`` UINT8 ``[n, H, W, C]``.
+  ``images`` UINT8 ``[n, H, W, C]``, or, with the request parameter ``format`` (``png``,
+  ``webp`` or ``jpeg``, as ``/generate``'s; ``quality`` too), BYTES ``[n]``: file i is image i
+  encoded, for a client that wants files rather than pixels.
 - ``NAME-discriminator``. Inputs: ``images`` UINT8 ``[n, H, W, C]`` at the model's own size, and
   ``class`` as above (absent: judged against the class it fits best on average, as ``/score``).
   Outputs: ``logits`` and ``realness`` FP32 ``[n]`` (``/score``'s ``logit`` and ``realness``),
@@ -28,7 +30,7 @@ from contract.latents import SEED_MAX
 from service.conditioning import FROM_SEED
 from service.engine import Engine
 from service.model_store import LoadedModel, ModelStore
-from service.oip_tensors import InferRequest, OutputTensor, Tensor
+from service.oip_tensors import BYTES, InferRequest, OutputTensor, Tensor
 from service.settings import Settings
 
 GENERATOR = "generator"
@@ -312,10 +314,37 @@ async def _discriminate(
     return outputs
 
 
+# The request parameters that turn the generator's ``images`` into encoded files (BYTES).
+IMAGE_FORMATS = ("png", "webp", "jpeg")
+LOSSY = ("webp", "jpeg")
+
+
+def _image_format(v2: V2Model, request: InferRequest) -> tuple[str, int | None] | None:
+    """``parameters.format`` (and ``quality``): how to encode ``images``; None: UINT8 pixels."""
+    parameters = request.parameters
+    fmt, quality = parameters.get("format"), parameters.get("quality")
+    if fmt is None:
+        if quality is not None:
+            raise bad_input("parameters.quality goes with parameters.format webp or jpeg")
+        return None
+    if v2.role != GENERATOR:
+        raise bad_input(f"model {v2.name!r} gives no images: parameters.format is for generators")
+    if fmt not in IMAGE_FORMATS:
+        shown = repr(fmt)[:40]
+        raise bad_input(f"parameters.format must be one of {', '.join(IMAGE_FORMATS)}, got {shown}")
+    if quality is not None and (
+        not isinstance(quality, int) or isinstance(quality, bool) or not 1 <= quality <= 100
+    ):
+        raise bad_input("parameters.quality must be an integer in [1, 100]")
+    # As on /generate, png has no quality and ignores one.
+    return fmt, quality if fmt in LOSSY else None
+
+
 async def infer(engine: Engine, v2: V2Model, request: InferRequest) -> list[OutputTensor]:
     """The request's outputs (all, or those it asks for, in its order), computed by the engine's
     batchers; raises ``V2Error``."""
     _accepted(v2, request)
+    encoded = _image_format(v2, request)
     datatypes = {spec["name"]: spec["datatype"] for spec in output_specs(v2)}
     wanted = request.outputs
     for out in wanted or ():
@@ -326,6 +355,11 @@ async def infer(engine: Engine, v2: V2Model, request: InferRequest) -> list[Outp
             )
     run = _generate if v2.role == GENERATOR else _discriminate
     arrays = await run(engine, v2, request)
+    if encoded is not None:
+        files = await engine.encoder.encode(arrays["images"], *encoded)
+        array = np.empty(len(files), dtype=object)
+        array[:] = files
+        arrays["images"], datatypes["images"] = array, BYTES
     if wanted is None:
         chosen = [(name, request.binary_outputs) for name in arrays]
     else:

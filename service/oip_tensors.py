@@ -11,13 +11,18 @@ each tensor), so the codecs are tested byte for byte on their own.
   input whose ``parameters`` say ``binary_data_size``, in input order; every byte must be used.
   The answer is built the same way for the outputs asked in binary (an output's
   ``parameters.binary_data``, else the request's ``parameters.binary_data_output``).
-- BYTES tensors are not supported: no model of ours takes or gives strings.
+- BYTES: only as an output (encoded images, ``oip_models.py``'s ``format`` parameter), no
+  input of ours takes strings. In binary, each element is its 4-byte little-endian length and
+  its bytes (Triton's layout, what ``tritonclient`` reads); in JSON, each element is the
+  base64 of its bytes (JSON strings cannot hold arbitrary bytes).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import math
+import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +46,8 @@ DATATYPES: dict[str, np.dtype[Any]] = {
     "FP32": np.dtype("<f4"),
     "FP64": np.dtype("<f8"),
 }
+# Encoded images (outputs only: not in DATATYPES, so no request may send one).
+BYTES = "BYTES"
 MAX_DIMS = 8
 MAX_INPUTS = 16
 
@@ -283,6 +290,12 @@ def encode_response(
     tensors: list[dict[str, Any]] = []
     blobs: list[bytes] = []
     for out in outputs:
+        if out.datatype == BYTES:
+            entry, blob = _bytes_tensor(out)
+            tensors.append(entry)
+            if blob is not None:
+                blobs.append(blob)
+            continue
         array = np.ascontiguousarray(out.array, dtype=DATATYPES[out.datatype])
         tensor: dict[str, Any] = {
             "name": out.name,
@@ -303,15 +316,50 @@ def encode_response(
     return b"".join([encoded, *blobs]), len(encoded)
 
 
+def _bytes_tensor(out: OutputTensor) -> tuple[dict[str, Any], bytes | None]:
+    """A BYTES output (an object array of ``bytes``): its header entry, and its binary blob
+    when asked in binary."""
+    items = [bytes(item) for item in out.array.ravel()]
+    tensor: dict[str, Any] = {"name": out.name, "datatype": BYTES, "shape": list(out.array.shape)}
+    if not out.binary:
+        tensor["data"] = [base64.b64encode(item).decode("ascii") for item in items]
+        return tensor, None
+    blob = b"".join(struct.pack("<I", len(item)) + item for item in items)
+    tensor["parameters"] = {"binary_data_size": len(blob)}
+    return tensor, blob
+
+
+def _split_bytes(blob: bytes, count: int) -> list[bytes]:
+    items, offset = [], 0
+    for _ in range(count):
+        (length,) = struct.unpack_from("<I", blob, offset)
+        items.append(blob[offset + 4 : offset + 4 + length])
+        offset += 4 + length
+    if offset != len(blob):
+        raise ValueError(f"BYTES data of {len(blob)} bytes holds more than {count} elements")
+    return items
+
+
 def decode_response(body: bytes, header_length: int | None = None) -> dict[str, np.ndarray]:
     """An answer's outputs by name (the inverse of ``encode_response``; for tests and clients)."""
     header, binary = _header(body, header_length)
     arrays: dict[str, np.ndarray] = {}
     offset = 0
     for out in header["outputs"]:
-        dtype = DATATYPES[out["datatype"]]
         shape = tuple(out["shape"])
         size = (out.get("parameters") or {}).get("binary_data_size")
+        if out["datatype"] == BYTES:
+            count = math.prod(shape)
+            if size is None:
+                items = [base64.b64decode(item) for item in out["data"]]
+            else:
+                items = _split_bytes(binary[offset : offset + size], count)
+                offset += size
+            array = np.empty(count, dtype=object)
+            array[:] = items
+            arrays[out["name"]] = array.reshape(shape)
+            continue
+        dtype = DATATYPES[out["datatype"]]
         if size is None:
             arrays[out["name"]] = np.asarray(out["data"], dtype=dtype).reshape(shape)
             continue

@@ -77,10 +77,19 @@ def _responses(settings: Settings) -> dict[str, tuple[str, dict[str, Any]]]:
                 "maxItems": settings.n_max,
                 "items": {
                     "type": "object",
-                    "required": ["seed", "png"],
+                    "description": (
+                        "seed, and one base64 file under the name of the requested format"
+                    ),
+                    "required": ["seed"],
+                    "minProperties": 2,
+                    "maxProperties": 2,
                     "properties": {
                         "seed": {"type": "integer", "minimum": 0, "maximum": SEED_MAX},
-                        "png": {"type": "string", "format": "byte"},
+                        **{
+                            fmt: {"type": "string", "format": "byte"}
+                            for fmt in api.GENERATE_FORMATS
+                            if fmt != "npy"
+                        },
                     },
                 },
             },
@@ -144,8 +153,15 @@ def _responses(settings: Settings) -> dict[str, tuple[str, dict[str, Any]]]:
         },
     }
     return {
-        "generate": ("the images", {JSON: {"schema": generate_response}}),
-        "generate_grid": ("one PNG grid", {"image/png": binary}),
+        "generate": (
+            "the images: JSON of base64 files (png, webp, jpeg), or one .npy file of the "
+            "(n, H, W, C) uint8 batch (format npy; X-Seed: the first seed, X-Count: n)",
+            {JSON: {"schema": generate_response}, "application/x-npy": binary},
+        ),
+        "generate_grid": (
+            "one grid image, in the requested format",
+            {media: binary for media in ("image/png", "image/webp", "image/jpeg")},
+        ),
         "score": ("one score per upload, in order", {JSON: {"schema": score_response}}),
         "interpolate": (
             "the frames, in the requested format",

@@ -88,6 +88,9 @@ class Settings:
     # Expensive requests (limits.HeavyGate): at most this many at once per worker, 429 beyond
     # (None = auto: the CPUs per worker, halved, at least 1).
     heavy_concurrency: int | None = None
+    # Threads that encode a batch's images (service/encoding.py; zlib and Pillow release the
+    # GIL). None = auto (``resolved``): the CPUs of a worker. 1: one thread, as before the pool.
+    encode_threads: int | None = None
     # A worker whose event loop has not beaten for this long is killed and replaced
     # (service/supervisor.py); also how stale the supervisor may be before /livez fails.
     worker_hang_s: float = 10.0
@@ -148,6 +151,9 @@ class Settings:
             heavy_concurrency=get(
                 "GAN_HEAVY_CONCURRENCY", _auto_or(_int_at_least(1)), defaults.heavy_concurrency
             ),
+            encode_threads=get(
+                "GAN_ENCODE_THREADS", _auto_or(_int_at_least(1)), defaults.encode_threads
+            ),
             worker_hang_s=get("GAN_WORKER_HANG_S", _non_negative_float, defaults.worker_hang_s),
         )
         if settings.bento_models and env.get("GAN_MODELS_DIR", "").strip():
@@ -190,7 +196,16 @@ class Settings:
             threads = 0 if workers == 1 else max(1, cpus // workers)
         # Half the CPUs a worker has for heavy requests, so the rest keep the cheap ones fast.
         heavy = self.heavy_concurrency or max(1, cpus // workers // 2)
-        return replace(self, workers=workers, ort_threads=threads, heavy_concurrency=heavy)
+        # Every core of the machine for one worker (a GPU server's PNG path); with a worker per
+        # core each already has its own, and more threads would only contend for it.
+        encode = self.encode_threads or max(1, cpus // workers)
+        return replace(
+            self,
+            workers=workers,
+            ort_threads=threads,
+            heavy_concurrency=heavy,
+            encode_threads=encode,
+        )
 
     @property
     def log_level_number(self) -> int:

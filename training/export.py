@@ -50,6 +50,7 @@ from training.onnx_export import (
     export_generator,
     generator_inputs,
 )
+from training.uint8_graph import convert_folder
 
 __all__ = ["PARITY_TOL", "ParityError", "export_run", "load_run", "main", "sha256_file"]
 
@@ -380,6 +381,7 @@ def export_run(
     data_root: str | None = None,
     evaluate: bool = True,
     weak: Path | None = None,
+    uint8_output: bool = False,
 ) -> dict[str, Any]:
     run = load_run(run_dir)
     args = run.args
@@ -425,6 +427,8 @@ def export_run(
         )
         manifest = build_manifest(name, run, which_g, tmp, parity, realness)
         write_manifest(tmp, manifest)
+        if uint8_output:
+            manifest = convert_folder(tmp)
         if evaluate:
             manifest["evaluation"] = evaluation(tmp, data_root, weak, out)
             write_manifest(tmp, manifest)
@@ -462,6 +466,11 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="a deliberately weak model folder: its FID_c is reported as the ceiling",
     )
+    p.add_argument(
+        "--uint8-output",
+        action="store_true",
+        help="generator.onnx also outputs the (B, H, W, C) uint8 pixels (training/uint8_graph.py)",
+    )
     args = p.parse_args(argv)
     out = args.out or Path("models") / args.name
     t0 = time.time()
@@ -473,6 +482,7 @@ def main(argv: list[str] | None = None) -> int:
             args.data_root,
             evaluate=not args.no_eval,
             weak=args.compare_weak,
+            uint8_output=args.uint8_output,
         )
     except (FileNotFoundError, ValueError, ParityError) as e:
         print(f"export failed: {e}", file=sys.stderr)

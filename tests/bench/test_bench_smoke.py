@@ -19,13 +19,28 @@ from pathlib import Path
 
 import pytest
 
+from contract.manifest import read_manifest
+
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
 
+import formats  # noqa: E402
 import harness  # noqa: E402
 import inproc  # noqa: E402
 import profile_summary  # noqa: E402
 import report  # noqa: E402
+
+
+def test_formats_bench_runs_on_a_tiny_model(tiny_models_dir: Path) -> None:
+    folder = tiny_models_dir / "tiny-a"
+    generate = formats.generate_cells(folder, [1, 9], reps=2, threads=1)
+    assert set(generate) == {"1", "9"}
+    assert all(set(cell) == {"numpy_rule", "graph_rule"} for cell in generate.values())
+    assert all(v > 0 for cell in generate.values() for v in cell.values())
+    assert read_manifest(folder).generator.uint8_output is None  # converted a copy only
+    encode = formats.encode_cells(folder, [1, 2], reps=2, threads=1)
+    assert set(encode) == {"png", "webp", "jpeg", "npy"}
+    assert set(encode["png"]) == {"1_threads", "2_threads"}
 
 
 def test_inproc_ceiling_runs_on_a_tiny_model(tiny_models_dir: Path) -> None:

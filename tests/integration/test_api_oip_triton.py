@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 import tritonclient.http as triton
 from oip_support import generated
+from PIL import Image
 from server_process import Server, launch, wait_ready
 from tritonclient.utils import InferenceServerException
 
@@ -82,6 +84,24 @@ def test_pixels_equal_generate(
     )
     expected = generated(client, seed=40, n=4, model="tiny-c", truncation=0.6, **{"class": 1})
     np.testing.assert_array_equal(result.as_numpy("images"), expected)
+
+
+def test_png_files_through_tritonclient(
+    tc: triton.InferenceServerClient, client: httpx.Client
+) -> None:
+    """``parameters={"format": "png"}``: a BYTES output that tritonclient reads as an object
+    array of files, each decoding to /generate's pixels."""
+    seeds = np.array([40, 41, 42], dtype=np.uint64)
+    result = tc.infer(
+        "tiny-b",
+        [_input("seed", seeds, "UINT64", True)],
+        outputs=[triton.InferRequestedOutput("images", binary_data=True)],
+        parameters={"format": "png"},
+    )
+    files = result.as_numpy("images")
+    assert files.dtype == np.object_ and files.shape == (3,)
+    decoded = np.stack([np.asarray(Image.open(io.BytesIO(f)).convert("RGB")) for f in files])
+    np.testing.assert_array_equal(decoded, generated(client, seed=40, n=3, model="tiny-b"))
 
 
 @pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])

@@ -59,6 +59,14 @@ CASES = [
     ("generate", {"seed": 1, "model": "m"}, True),
     ("generate", {"n": 2}, False),  # seed is required
     ("generate", {"seed": 1, "sed": 2}, False),  # unknown fields are refused
+    ("generate", {"seed": 1, "format": "npy"}, True),
+    ("generate", {"seed": 1, "format": "webp"}, True),
+    ("generate", {"seed": 1, "format": "gif"}, False),
+    ("generate", {"seed": 1, "format": "jpeg", "quality": 100}, True),
+    ("generate", {"seed": 1, "format": "jpeg", "quality": 0}, False),
+    ("generate", {"seed": 1, "format": "jpeg", "quality": 101}, False),
+    ("generate_grid", {"seed": 1, "format": "jpeg"}, True),
+    ("generate_grid", {"seed": 1, "format": "npy"}, False),
     ("generate_grid", {"seed": 1, "columns": 32}, True),
     ("generate_grid", {"seed": 1, "columns": 0}, False),
     ("interpolate", {"seed_a": 1, "seed_b": 2, "steps": 2}, True),

@@ -70,6 +70,8 @@ def test_blank_values_mean_default() -> None:
         ("GAN_HEADER_TIMEOUT_S", "soon"),
         ("GAN_MAX_CONNECTIONS", "3"),
         ("GAN_HEAVY_CONCURRENCY", "0"),
+        ("GAN_ENCODE_THREADS", "0"),
+        ("GAN_ENCODE_THREADS", "all"),
         ("GAN_WORKER_HANG_S", "0.5"),
         ("GAN_WORKER_HANG_S", "99999"),
     ],
@@ -127,6 +129,23 @@ def test_connection_and_worker_limits_are_read() -> None:
 def test_heavy_concurrency_auto(cpus: int, workers: int, heavy: int) -> None:
     env = {"GAN_WORKERS": str(workers)}
     assert Settings.from_env(env).resolved(cuda=False, cpus=cpus).heavy_concurrency == heavy
+
+
+@pytest.mark.parametrize(
+    ("env", "cpus", "threads"),
+    [
+        ({}, 2, 1),  # a worker per core: one thread each, the behaviour before the pool
+        ({"GAN_WORKERS": "1"}, 16, 16),  # one worker (a GPU server): every core
+        ({"GAN_WORKERS": "2"}, 8, 4),
+        ({"GAN_ENCODE_THREADS": "auto", "GAN_WORKERS": "1"}, 4, 4),
+        ({"GAN_ENCODE_THREADS": "3"}, 2, 3),
+    ],
+)
+def test_encode_threads(env: dict[str, str], cpus: int, threads: int) -> None:
+    settings = Settings.from_env(env)
+    assert settings.resolved(cuda=False, cpus=cpus).encode_threads == threads
+    # On a GPU auto is one worker: every core encodes.
+    assert Settings().resolved(cuda=True, cpus=16).encode_threads == 16
 
 
 def test_available_cpus_is_positive() -> None:

@@ -315,3 +315,25 @@ def test_cifar10_run_exports(tmp_path: Path) -> None:
     assert manifest["image"]["channels"] == 3 and manifest["realness"]["real_source"] == (
         "cifar10 training split"
     )
+
+
+def test_uint8_output_export_gives_the_float_graphs_pixels(conditional, tmp_path: Path) -> None:
+    """``--uint8-output``: a torch-exported conditional generator with the contract's rule in
+    the graph; its pixels equal the float output + pixels.to_uint8 for many seeds and classes."""
+    from contract.latents import latents_for_seeds
+    from contract.pixels import to_uint8
+    from training.uint8_graph import FINITE_OUTPUT, UINT8_OUTPUT
+
+    run, _, _ = conditional
+    out = tmp_path / "tiny-cond-u8"
+    manifest = export.export_run(run, "tiny-cond-u8", out, evaluate=False, uint8_output=True)
+    assert json.loads((out / "model.json").read_text()) == manifest
+    spec = read_manifest(out).generator
+    assert (spec.uint8_output, spec.finite_output) == (UINT8_OUTPUT, FINITE_OUTPUT)
+    assert spec.sha256 == export.sha256_file(out / "generator.onnx")
+    g = ort.InferenceSession(str(out / "generator.onnx"), providers=["CPUExecutionProvider"])
+    seeds = np.arange(0, 1024, dtype=np.uint64)
+    feeds = {"z": latents_for_seeds(seeds, manifest["z_dim"]), "class": np.arange(1024) % 3}
+    floats, u8, finite = g.run(["images", UINT8_OUTPUT, FINITE_OUTPUT], feeds)
+    assert u8.dtype == np.uint8 and u8.shape == (1024, 32, 32, 3)
+    assert (u8 == to_uint8(floats).transpose(0, 2, 3, 1)).all() and finite.all()
