@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 BIN = Path(sys.executable).parent
 BENTOFILES = {"cpu": REPO / "bentofile.yaml", "gpu": REPO / "deploy/bento/bentofile.gpu.yaml"}
-BUNDLED = [REPO / "models" / "mnist-dcgan", REPO / "models" / "fashion-dcgan"]
+BUNDLED = [REPO / "models" / name for name in ("mnist-dcgan", "fashion-dcgan", "stacked-mnist")]
 
 
 @dataclass
@@ -60,7 +60,11 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Home:
     home = Home(path, env, [])
     out = home.run(sys.executable, "-m", "service.bento_models", "import", *map(str, BUNDLED))
     home.tags = [line.split()[0] for line in out.splitlines()]
-    assert [t.partition(":")[0] for t in home.tags] == ["mnist-dcgan", "fashion-dcgan"]
+    assert [t.partition(":")[0] for t in home.tags] == [
+        "mnist-dcgan",
+        "fashion-dcgan",
+        "stacked-mnist",
+    ]
     return home
 
 
@@ -188,7 +192,11 @@ def test_an_exported_bento_carries_its_models(
     bento.mkdir()
     with tarfile.open(archive) as tar:
         tar.extractall(bento, filter="data")
-    assert sorted(p.name for p in (bento / "models").iterdir()) == ["fashion-dcgan", "mnist-dcgan"]
+    assert sorted(p.name for p in (bento / "models").iterdir()) == [
+        "fashion-dcgan",
+        "mnist-dcgan",
+        "stacked-mnist",
+    ]
     empty = {**home.env, "BENTOML_HOME": str(tmp_path / "empty-home")}
     server = _serve(str(bento), empty, tmp_path)
     try:
