@@ -67,6 +67,13 @@ def load_stacked(
 
 def classify_channels(images_u8: np.ndarray, batch: int = 2000) -> np.ndarray:
     """``(N, 3, 28, 28)`` uint8 -> ``(N, 3)`` digits predicted by the frozen MNIST classifier."""
+    return classify_channels_with_confidence(images_u8, batch)[0]
+
+
+def classify_channels_with_confidence(
+    images_u8: np.ndarray, batch: int = 2000
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(digits (N, 3), top-1 softmax probability (N, 3))`` of every channel."""
     from training.metrics import classify
 
     images_u8 = np.asarray(images_u8)
@@ -76,10 +83,29 @@ def classify_channels(images_u8: np.ndarray, batch: int = 2000) -> np.ndarray:
     # Every channel is one grey digit: classify the 3N channels as 3N MNIST images.
     flat = images_u8.reshape(n * 3, 1, 28, 28)
     preds = np.empty(n * 3, np.int64)
+    confidence = np.empty(n * 3, np.float64)
     for start in range(0, n * 3, batch):
         logits, _ = classify("mnist", flat[start : start + batch])
         preds[start : start + batch] = logits.argmax(1)
-    return preds.reshape(n, 3)
+        z = np.exp(logits - logits.max(1, keepdims=True))
+        confidence[start : start + batch] = (z / z.sum(1, keepdims=True)).max(1)
+    return preds.reshape(n, 3), confidence.reshape(n, 3)
+
+
+def channel_figures(digits: np.ndarray, confidence: np.ndarray) -> dict[str, Any]:
+    """Where a KL above the floor comes from: each channel's digit histogram (skewed marginals),
+    the KL the product of those marginals alone would give (the rest is dependence between
+    channels), and how sure the classifier is of the digits (low: malformed digits, whose
+    labels lean towards whatever the classifier reads into a blob)."""
+    marginals = [np.bincount(digits[:, c], minlength=10) / len(digits) for c in range(3)]
+    product = np.einsum("i,j,k->ijk", *marginals).ravel()
+    nz = product > 0
+    return {
+        "digit_histograms": [[round(float(v), 4) for v in m] for m in marginals],
+        "kl_of_marginals": round(float(np.sum(product[nz] * np.log(product[nz] * NUM_MODES))), 5),
+        "mean_confidence": round(float(confidence.mean()), 4),
+        "fraction_confidence_below_0.9": round(float(np.mean(confidence < 0.9)), 4),
+    }
 
 
 @dataclass(frozen=True)
@@ -129,10 +155,12 @@ def real_reference(root: str | Path | None = None, n: int = N_EVAL) -> dict[str,
     triples, ~3x its per-digit error), which bounds how exact any generator's histogram can look.
     """
     images, true_modes = load_stacked("test", root, n)
-    predicted = mode_numbers(classify_channels(images))
+    digits, confidence = classify_channels_with_confidence(images)
+    predicted = mode_numbers(digits)
     figs = mode_figures(predicted)
     return {
         **figs.to_dict(),
+        **channel_figures(digits, confidence),
         "true_labels": mode_figures(true_modes).to_dict(),
         "triple_error_rate": round(float(np.mean(predicted != true_modes)), 5),
         "source": f"{n} triples of MNIST test digits (seed {TRIPLE_SEED['test']:#x})",
@@ -148,5 +176,9 @@ def evaluate_model(model_dir: str | Path, n: int = N_EVAL, seed: int = 0) -> dic
         raise ValueError(
             f"{model_dir}: image shape {model.image_shape}, Stacked MNIST needs (3, 28, 28)"
         )
-    images = generate_uint8(model, n, seed)
-    return {**mode_figures(mode_numbers(classify_channels(images))).to_dict(), "seed_start": seed}
+    digits, confidence = classify_channels_with_confidence(generate_uint8(model, n, seed))
+    return {
+        **mode_figures(mode_numbers(digits)).to_dict(),
+        **channel_figures(digits, confidence),
+        "seed_start": seed,
+    }

@@ -161,8 +161,8 @@ def render(results: dict[str, Any]) -> str:
         "",
         "## Results",
         "",
-        "| recipe | seeds | modes per seed | KL per seed | largest mode | steps | CPU min / run | target |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| recipe | seeds | modes per seed | KL per seed | KL of the channels' marginals | classifier confidence | largest mode | steps | CPU min / run | target |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     by_recipe: dict[str, list[dict[str, Any]]] = {}
     for r in results["runs"]:
@@ -170,20 +170,24 @@ def render(results: dict[str, Any]) -> str:
     for recipe, rows in by_recipe.items():
         rows.sort(key=lambda r: r["seed"])
         met = sum(r["target_met"] for r in rows)
+        marginal_kl = " ".join(f"{r.get('kl_of_marginals', float('nan')):.3f}" for r in rows)
+        confidence = " ".join(f"{r.get('mean_confidence', float('nan')):.2f}" for r in rows)
         largest = " ".join(f"{100 * r['largest_mode_fraction']:.2f}%" for r in rows)
         minutes = " ".join(f"{(r['train_seconds'] or 0) / 60:.0f}" for r in rows)
         lines.append(
             f"| **{recipe}** | {' '.join(str(r['seed']) for r in rows)} | "
             f"{' '.join(str(r['modes']) for r in rows)} | {_fmt_kl(rows)} | "
+            f"{marginal_kl} | {confidence} | "
             f"{largest} | "
             f"{' '.join(str(r['steps']) for r in rows)} | {minutes} | {met} of {len(rows)} |"
         )
     lines.append(
         f"| *real stacked test images* | | {real['modes']} | {real['kl']:.3f} | "
+        f"{real.get('kl_of_marginals', float('nan')):.3f} | {real.get('mean_confidence', float('nan')):.2f} | "
         f"{100 * real['largest_mode_fraction']:.2f}% | | | |"
     )
     for name, modes, kl, source in PUBLISHED:
-        lines.append(f"| *published {name}* | | {modes} | {kl} | | | | {source} |")
+        lines.append(f"| *published {name}* | | {modes} | {kl} | | | | | | {source} |")
     lines += [
         "",
         "Recipes (`training/recipes/stacked-mnist-*.toml`; the same networks, batch and steps):",

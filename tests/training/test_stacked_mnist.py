@@ -97,6 +97,8 @@ def test_real_stacked_images_cover_every_mode() -> None:
     assert ref["modes"] == 1000
     assert ref["triple_error_rate"] < 0.03
     assert ref["kl"] < 0.03 and ref["kl"] == pytest.approx(ref["true_labels"]["kl"], abs=0.003)
+    assert ref["mean_confidence"] > 0.9 and ref["kl_of_marginals"] < 0.01
+    assert all(sum(h) == pytest.approx(1.0, abs=1e-3) for h in ref["digit_histograms"])
 
 
 def test_classifier_sees_a_collapsed_generator() -> None:
@@ -132,6 +134,7 @@ def test_trained_stacked_model_exports_and_is_scored(tmp_path: Path) -> None:
     assert manifest["image"]["channels"] == 3
     figures = sm.evaluate_model(out, n=600)
     assert 1 <= figures["modes"] <= 600 and figures["n"] == 600
+    assert 0.1 <= figures["mean_confidence"] <= 1.0 and len(figures["digit_histograms"]) == 3
     report = evaluate_model_dir(out, n=20, seed_sets=(0,), data_root=tmp_path / "data")
     stacked = report["stacked_mnist"]
     assert stacked["n"] == sm.N_EVAL and 1 <= stacked["modes"] <= 1000

@@ -43,6 +43,7 @@ def test_render_puts_runs_beside_real_data_and_the_papers() -> None:
         return {
             "recipe": recipe, "seed": seed, "modes": modes, "kl": kl, "steps": 100,
             "largest_mode_fraction": 0.002, "train_seconds": 120.0,
+            "kl_of_marginals": 0.01, "mean_confidence": 0.95,
             "target_met": modes >= 1000 and kl <= bench.TARGET_KL,
         }  # fmt: skip
 
@@ -65,6 +66,7 @@ def test_render_puts_runs_beside_real_data_and_the_papers() -> None:
         ],
     }
     text = bench.render(results)
-    assert "| **pacgan2** | 0 1 | 1000 999 | 0.028 0.040 |" in text and "| 1 of 2 |" in text
+    assert "| **pacgan2** | 0 1 | 1000 999 | 0.028 0.040 | 0.010 0.010 | 0.95 0.95 |" in text
+    assert "| 1 of 2 |" in text
     assert "| **dcgan** | 0 | 700 | 0.900 |" in text and "| 0 of 1 |" in text
     assert "*real stacked test images*" in text and "*published VEEGAN*" in text
