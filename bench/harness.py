@@ -34,6 +34,8 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 
 PEER_DIR = Path(os.environ.get("TS_PEER_SRC", "/work/shared/peers/torchserve"))
 TS_BASE = Path(os.environ.get("TS_PEER_DIR", "/tmp/ts-peer"))
+PT_PEER_DIR = Path(os.environ.get("PT_PEER_SRC", "/work/shared/peers/pytriton"))
+PT_BASE = Path(os.environ.get("PYTRITON_PEER_DIR", "/tmp/pytriton-peer"))
 
 WRK_MISSING = (
     "wrk is not installed: it is the load client of every HTTP figure (a Python client eats "
@@ -166,13 +168,18 @@ def tree_pids(root: int) -> dict[int, tuple[int, int, float, int, int]]:
 
 @dataclass
 class Server:
-    """A server this harness started, in its own process group (pgid == the Popen pid)."""
+    """A server this harness started, in its own process group (pgid == the Popen pid, or
+    ``root_pid`` for one a peer's script started in a session of its own)."""
 
     name: str
     base_url: str
     process: subprocess.Popen[bytes]
     log_path: Path
     generate_path: str = "/generate"
+    # the body /generate's clients send: "generate" ({"seed", "n"}) or "triton-v2" (KServe v2)
+    protocol: str = "generate"
+    # the process group to watch and stop when it is not the Popen's (a server a script started)
+    root_pid: int | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     stop_command: list[str] | None = None
     stop_cwd: Path | None = None
@@ -182,7 +189,7 @@ class Server:
 
     @property
     def pgid(self) -> int:
-        return self.process.pid
+        return self.root_pid if self.root_pid is not None else self.process.pid
 
     @property
     def generate_url(self) -> str:
@@ -439,6 +446,96 @@ def start_torchserve(
     return server
 
 
+def pt_ready() -> bool:
+    """The PyTriton peer is built: its venv, and the marker bench/prepare_peer.sh leaves once
+    the peer's own check passed (importing pytriton here would cost seconds to minutes of CPU
+    on a loaded box)."""
+    return (PT_BASE / "venv" / "bin" / "python").exists() and (PT_BASE / ".checked").exists()
+
+
+def parse_peer_start(text: str) -> dict[str, str]:
+    """The KEY=VALUE lines a peer's ``run.sh start`` prints (SID=, URL=, BODY=, PROTO=,
+    CONFIG=); RuntimeError without a numeric SID."""
+    out = {}
+    for line in text.splitlines():
+        key, sep, value = line.strip().partition("=")
+        if sep and key.isupper() and key.isidentifier():
+            out[key] = value
+    if not out.get("SID", "").isdigit():
+        raise RuntimeError(f"no SID=<pid> in the peer's start output: {text[-500:]!r}")
+    return out
+
+
+def start_pytriton(
+    workdir: Path,
+    *,
+    onnx: Path,
+    config: str = "1:0",
+    port: int = 8400,
+    ort_threads: int = 1,
+    max_batch: int = 64,
+) -> Server:
+    """The PyTriton peer (Triton 2.51 in nvidia-pytriton 0.7, CPU, Triton's dynamic batcher)
+    started and stopped by the peer's own ``run.sh start CONFIG`` / ``run.sh stop SID``, so its
+    launch (the LD_LIBRARY_PATH fix for the Python-backend stub, the ready check on
+    /v2/models/gan/ready, SIGTERM -> clean shutdown) is exactly the peer's. It serves ``onnx``
+    (an unconditional z -> image generator) on 127.0.0.1 ports ``port``..``port``+2.
+    Never SIGSTOP it: Triton crashed in 2 of 3 freezes (the peer's RESULTS.md)."""
+    if not pt_ready():
+        raise SystemExit(
+            f"PyTriton peer not built under {PT_BASE}: run `bash bench/prepare_peer.sh pytriton`"
+        )
+    run_sh = PT_PEER_DIR / "run.sh"
+    busy = [p for p in (port, port + 1, port + 2) if not port_free(p)]
+    if busy:
+        raise SystemExit(f"ports {busy} are taken: set --pt-port")
+    env = {
+        **os.environ,
+        "PYTRITON_PEER_DIR": str(PT_BASE),
+        "PORT": str(port),
+        "GAN_ONNX": str(onnx.resolve()),
+        "ORT_THREADS": str(ort_threads),
+        "MAX_BATCH": str(max_batch),
+    }
+    env.pop("VIRTUAL_ENV", None)
+    cur = workdir.resolve() / f"pytriton-{config.replace(':', '_')}"
+    cur.mkdir(parents=True, exist_ok=True)
+    log_path = cur / "start.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            ["bash", str(run_sh), "start", config], env=env, stdout=subprocess.PIPE, stderr=log
+        )
+        out, _ = process.communicate(timeout=300)
+    text = out.decode(errors="replace")
+    if process.returncode != 0:
+        raise RuntimeError(
+            f"PyTriton did not start (rc {process.returncode}):\n{text}\n"
+            + log_path.read_text(errors="replace")[-3000:]
+        )
+    info = parse_peer_start(text)
+    # the server's own log is the one run.sh names on stderr ("... log /tmp/.../server-*.log")
+    logs = sorted((PT_BASE / "logs").glob("server-*.log"), key=lambda p: p.stat().st_mtime)
+    server = Server(
+        f"pytriton-{config}",
+        f"http://127.0.0.1:{port}",
+        process,
+        logs[-1] if logs else log_path,
+        generate_path=urlparse(info.get("URL", "")).path or "/v2/models/gan/infer",
+        protocol=info.get("BODY") or "triton-v2",
+        root_pid=int(info["SID"]),
+        meta={
+            "config": config,
+            "onnx": str(onnx),
+            "ort_threads": ort_threads,
+            "max_batch": max_batch,
+        },
+        stop_command=["bash", str(run_sh), "stop", info["SID"]],
+        stop_env=env,
+    )
+    boost(server.usage()["pids"])
+    return server
+
+
 # ---- wrk ---------------------------------------------------------------------------------------
 
 
@@ -554,6 +651,33 @@ def multipart_body(files: list[tuple[str, bytes]], boundary: str = "benchBOUNDAR
         )
     parts.append(f"--{boundary}--\r\n".encode())
     return b"".join(parts)
+
+
+def generate_body(protocol: str, seed: int, n: int) -> dict[str, Any]:
+    """The request for n images from ``seed`` in a server's protocol (what generate.lua sends)."""
+    if protocol == "generate":
+        return {"seed": seed, "n": n}
+    if protocol == "triton-v2":
+        return {
+            "inputs": [
+                {"name": "seed", "datatype": "INT64", "shape": [1, 1], "data": [seed]},
+                {"name": "n", "datatype": "INT64", "shape": [1, 1], "data": [n]},
+            ]
+        }
+    raise ValueError(f"unknown protocol {protocol!r}")
+
+
+def answer_images(protocol: str, body: dict[str, Any]) -> list[str]:
+    """The base64 PNGs of an answer: /generate's ``images`` (dicts with "png", or strings), or
+    the ``png`` BYTES output of a KServe v2 answer."""
+    if protocol == "generate":
+        return [x["png"] if isinstance(x, dict) else x for x in body["images"]]
+    if protocol == "triton-v2":
+        for out in body.get("outputs", []):
+            if out.get("name") == "png":
+                return [str(x) for x in out["data"]]
+        raise KeyError(f"no 'png' output in {str(body)[:300]}")
+    raise ValueError(f"unknown protocol {protocol!r}")
 
 
 def post_json(url: str, body: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:

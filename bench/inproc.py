@@ -2,6 +2,7 @@
 
 usage: python bench/inproc.py MODEL_DIR [--secs 1.5] [--batches 1,8,64,256] [--quick]
                                         [--threads 0,1,2] [--provider cpu|cuda] [--json-out F]
+                                        [--start-at UNIX_TIME]
 
 Generator (images/s), per batch size B, each step cumulative:
   ort      latents (contract.latents) + ONNX Runtime generator + to_uint8   (= the batcher's call)
@@ -15,6 +16,8 @@ Discriminator (images/s scored), per batch size B:
 Sessions are made exactly as the service makes them (service/model_store.py: graph optimisation
 ALL, no spinning); ``--threads`` adds intra-op thread counts (0 = ONNX Runtime's default).
 Each cell is the median of 3 timed windows of secs/3 each, after 2 warm calls.
+``--start-at`` holds the timing (not the imports and sessions) until that wall-clock time, so
+that several copies run side by side (bench/run.py's two-process ceiling).
 """
 
 from __future__ import annotations
@@ -126,6 +129,7 @@ def run(
     stages: tuple[str, ...] = ("ort", "png", "png_b64", "pil_b64"),
     discriminator: bool = True,
     log: Callable[[str], None] = print,
+    start_at: float | None = None,
 ) -> dict[str, object]:
     m = read_manifest(model_dir)
     providers = ["CPUExecutionProvider"]
@@ -149,6 +153,9 @@ def run(
         disc = session(model_dir / m.discriminator.file, th, providers)
         active = gen.get_providers()[0]
         result["provider"] = active
+        if start_at is not None:
+            result["start_late_s"] = wait_until(start_at)
+            start_at = None
         for b in batches:
             cells = generator_cells(m, gen, b, secs, list(stages))
             rows.append({"graph": "generator", "threads": th, "batch": b, **cells})
@@ -169,6 +176,13 @@ def run(
                 )
     result["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     return result
+
+
+def wait_until(when: float) -> float:
+    """Sleep until wall-clock time ``when``; how many seconds past it this returned (>= 0)."""
+    while (left := when - time.time()) > 0:
+        time.sleep(min(left, 0.5))
+    return round(time.time() - when, 3)
 
 
 def ceiling(result: dict[str, object], batch: int = 64, stage: str = "png_b64") -> float | None:
@@ -196,6 +210,7 @@ def main() -> None:
         help="only the ceiling the load figures are compared to: generator, batch 64, png_b64",
     )
     ap.add_argument("--json-out", type=Path)
+    ap.add_argument("--start-at", type=float, help="begin timing at this time.time()")
     ap.add_argument("--nice", type=int, default=0, help="priority (bench/run.py passes its own)")
     args = ap.parse_args()
     if args.nice:
@@ -212,6 +227,7 @@ def main() -> None:
             provider=args.provider,
             stages=("png_b64", "pil_b64"),
             discriminator=False,
+            start_at=args.start_at,
         )
     else:
         result = run(
@@ -220,6 +236,7 @@ def main() -> None:
             secs=args.secs,
             threads=tuple(int(t) for t in args.threads.split(",")),
             provider=args.provider,
+            start_at=args.start_at,
         )
     result["ceiling_b64_png_b64"] = ceiling(result)
     if args.json_out:

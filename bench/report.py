@@ -26,8 +26,16 @@ NAMES = {
     "slowpath": "ours, GAN_FAST_PATH=false",
     "cudaexh": "ours, GAN_CUDA_CONV_ALGO=exhaustive",
     "torchserve": "TorchServe 0.12",
+    "pytriton": "PyTriton 0.7 (Triton 2.51)",
     "ceiling": "in-process ceiling",
+    "ceiling2": "in-process ceiling, two processes",
 }
+
+PEERS = ("torchserve", "pytriton")
+CEILINGS = {"ceiling": "one process", "ceiling2": "two processes, 1 ORT thread each"}
+# issue 18: at each point ours >= 2x the best peer's images/s with lower p99, and at n=16
+# >= 85% of the two-process ceiling
+PEER_POINTS = ((1, 1), (64, 1), (1, 16), (64, 16))
 
 
 SYSTEM_ORDER = (
@@ -96,22 +104,25 @@ def load_table(rows: list[dict[str, Any]], phase: str = "load") -> list[str]:
     idx = index(rows, phase)
     lines = [
         "| c | n | system | images/s | req/s | p50 ms | p95 ms | p99 ms | errors | server CPU (cores) "
-        "| server CPU us/image | server RSS MB | wrk CPU (cores) | vs TorchServe (images/s) | load avg |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| server CPU us/image | server RSS MB | wrk CPU (cores) | vs TorchServe (images/s) "
+        "| vs PyTriton (images/s) | load avg |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (c, n), point in sorted(idx.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        for system in (*SYSTEM_ORDER, "torchserve", "ceiling"):
+        for system in (*SYSTEM_ORDER, *PEERS, *CEILINGS):
             if system not in point:
                 continue
             p = point[system]
-            if system == "ceiling":
+            if system in CEILINGS:
                 lines.append(
                     f"| {c} | {n} | {NAMES[system]} (batch 64 + PNG + base64) | "
                     f"{agg(p, 'img_per_s'):.0f} | | | | | | | | | | "
-                    f" | {_load(p)} |"
+                    f" | | {_load(p)} |"
                 )
                 continue
-            vs = "" if system == "torchserve" else fmt_ratio(ratios(point, system, "torchserve"))
+            vs = " | ".join(
+                "" if system in PEERS else fmt_ratio(ratios(point, system, peer)) for peer in PEERS
+            )
             errors = sum(r.get("errors", 0) for r in p.values())
             lines.append(
                 f"| {c} | {n} | {NAMES.get(system, system)} | {agg(p, 'img_per_s'):.0f} | "
@@ -137,6 +148,62 @@ def _load(p: dict[int, dict[str, Any]]) -> str:
     if not values:
         return "-"
     return f"{min(values):.1f}-{max(values):.1f}" if len(values) > 1 else f"{values[0]:.1f}"
+
+
+def best_peer(point: dict[str, dict[int, dict[str, Any]]]) -> str | None:
+    """The peer with the highest median images/s at this point (None if no peer ran)."""
+    present = [p for p in PEERS if p in point]
+    return max(present, key=lambda p: agg(point[p], "img_per_s")) if present else None
+
+
+def peer_targets(
+    idx: dict[tuple[int, int], dict[str, dict[int, dict[str, Any]]]], system: str, sfx: str
+) -> tuple[list[str], dict[str, Any]]:
+    """Issue 18's targets for one of our systems: >= 2x the best peer's images/s with lower p99
+    at each PEER_POINTS point, and n=16 >= 85% of the two-process ceiling."""
+    lines, out = [], {}
+    name = NAMES.get(system, system)
+    for c, n in PEER_POINTS:
+        p = idx.get((c, n), {})
+        peer = best_peer(p)
+        if system in p and peer is not None and not agg(p[peer], "ok"):
+            # no peer got an answer back within the window (p99 0): nothing to compare with
+            out[f"c{c}_n{n}_vs_best_peer{sfx}"] = {"peer": None, "met": None}
+            lines.append(
+                f"| c={c}, n={n}: >= 2x the best peer's images/s, lower p99 | {name} | "
+                "not measured: no peer answered a request within the window | - |"
+            )
+        elif system in p and peer is not None:
+            r = ratios(p, system, peer)
+            p99 = ratios(p, system, peer, "p99_ms")
+            ok = bool(r) and med(r) >= 2.0 and med(p99) < 1.0
+            out[f"c{c}_n{n}_vs_best_peer{sfx}"] = {
+                "peer": peer,
+                "img_ratio": med(r),
+                "p99_ratio": med(p99),
+                "met": ok,
+            }
+            others = "; ".join(
+                f"vs {NAMES[q]} {fmt_ratio(ratios(p, system, q))}"
+                for q in PEERS
+                if q in p and q != peer
+            )
+            lines.append(
+                f"| c={c}, n={n}: >= 2x the best peer's images/s, lower p99 | {name} | "
+                f"best peer {NAMES[peer]}: images/s {fmt_ratio(r)}; p99 "
+                f"{agg(p[system], 'p99_ms'):.1f} vs {agg(p[peer], 'p99_ms'):.1f} ms (ratio "
+                f"{fmt_ratio(p99)}){'; ' + others if others else ''} | {'yes' if ok else 'no'} |"
+            )
+        if n == 16 and system in p and "ceiling2" in p:
+            r = ratios(p, system, "ceiling2")
+            ok = bool(r) and med(r) >= 0.85
+            out[f"c{c}_n{n}_vs_ceiling2{sfx}"] = {"ratio": med(r), "met": ok}
+            lines.append(
+                f"| c={c}, n={n}: >= 85% of the two-process in-process ceiling | {name} | "
+                f"{100 * med(r):.0f}% ({', '.join(f'{100 * x:.0f}%' for x in r)}); ceiling "
+                f"{agg(p['ceiling2'], 'img_per_s'):.0f} images/s | {'yes' if ok else 'no'} |"
+            )
+    return lines, out
 
 
 def targets(rows: list[dict[str, Any]]) -> tuple[list[str], dict[str, Any]]:
@@ -197,6 +264,9 @@ def targets(rows: list[dict[str, Any]]) -> tuple[list[str], dict[str, Any]]:
                 f"| c=1, n=1: p50 <= 3 ms end to end | {name} | {p50:.2f} ms ({each}){ts} | "
                 f"{'yes' if ok else 'no'} |"
             )
+        more, found = peer_targets(idx, system, sfx)
+        lines += more
+        out |= found
     for c, n in ((64, 1), (64, 16), (256, 1)):
         p = idx.get((c, n), {})
         if "ours" in p and "nobatch" in p:
@@ -262,6 +332,7 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
         "ours": ("tab:blue", "o"),
         "ours2w": ("tab:green", "D"),
         "torchserve": ("tab:red", "s"),
+        "pytriton": ("tab:purple", "v"),
         "nobatch": ("tab:gray", "^"),
     }
     for col, (phase, var, label) in enumerate(
@@ -329,7 +400,8 @@ def report(out: Path, plot_path: Path | None = None) -> str:
         f"- machine: {meta.get('cpus')} CPUs, {meta.get('cpu_model', '?')}; load average at start "
         f"{meta.get('load_average_start')}, at end {meta.get('load_average_end')}",
         f"- model: {meta.get('model')} ({meta.get('models_dir')}); TorchServe config "
-        f"W:DELAY:THREADS = {meta.get('ts_config')}; nice {meta.get('nice', 0)}; {meta.get('wrk', [''])[0] if meta.get('wrk') else ''}",
+        f"W:DELAY:THREADS = {meta.get('ts_config')}; PyTriton config INSTANCES:DELAY_US = "
+        f"{meta.get('pt_config')} ({meta.get('pt_onnx')}); nice {meta.get('nice', 0)}; {meta.get('wrk', [''])[0] if meta.get('wrk') else ''}",
         f"- command: `{' '.join(meta.get('argv', []))}`; {meta.get('seconds', '?')} s",
         "",
         "## Targets",

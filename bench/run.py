@@ -1,5 +1,5 @@
-"""The load benchmark: our service, the same service without batching, and the TorchServe peer,
-under the same wrk clients, interleaved point by point in one run.
+"""The load benchmark: our service, the same service without batching, and the TorchServe and
+PyTriton peers, under the same wrk clients, interleaved point by point in one run.
 
 usage: python bench/run.py --models-dir /tmp/bench/models [--out bench/results/NAME] [--quick]
 
@@ -17,8 +17,13 @@ Systems (``--systems``):
   ort1        GAN_ORT_THREADS=1 (one ONNX Runtime intra-op thread); ours2w_ort1 both
   bare        the same Starlette app under plain uvicorn, no BentoML (bench/bare_server.py)
   torchserve  TorchServe 0.12, the peer's archive and handler, --ts-config W:DELAY:THREADS
-  ceiling     in-process ORT batch 64 + PNG + base64 (bench/inproc.py --quick), only at the
-              points listed in --ceiling-at
+  pytriton    PyTriton 0.7 (Triton 2.51, its dynamic batcher, CPU) through the peer's own run.sh,
+              --pt-config INSTANCES:MAX_QUEUE_DELAY_US, Triton's v2 request (same seeds and n);
+              it serves --pt-onnx (default: the TorchServe peer's export, TorchServe's network)
+  ceiling     in-process ORT batch 64 + PNG + base64 (bench/inproc.py --quick), one process
+              (ORT's default threads), only at the points listed in --ceiling-at
+  ceiling2    the same in two processes at once, 1 ORT thread each, started together: the sum
+              of their images/s (what two 1-thread workers could do at most on 2 cores)
 
 Phases (each optional): ``--loads`` (the main table), ``--score`` (/score, ours only),
 ``--sweep-n`` and ``--sweep-c`` (the scaling figure). Results: OUT/results.jsonl (one JSON
@@ -30,6 +35,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import io
 import json
 import os
 import platform
@@ -47,6 +53,8 @@ DEFAULT_LOADS = "1:1 8:1 64:1 256:1 1:16 8:16 64:16 256:16"
 DEFAULT_SCORE = "1:1 8:1 64:1 8:16"
 DEFAULT_SWEEP_N = "1 2 4 8 16 32 64"
 DEFAULT_SWEEP_C = "1 2 4 8 16 32 64 128 256"
+
+PEERS = ("torchserve", "pytriton")
 
 SYSTEM_ENV = {
     "ours": {},
@@ -71,13 +79,29 @@ def parse_points(text: str) -> list[tuple[int, int]]:
     return points
 
 
-def probe(server: h.Server, n: int = 2) -> None:
-    """One real request before any load: the answer must hold n PNG images."""
-    body = h.post_json(server.generate_url, {"seed": 7, "n": n})
-    images = body["images"]
-    first = images[0]["png"] if isinstance(images[0], dict) else images[0]
-    if len(images) != n or base64.b64decode(first)[:8] != b"\x89PNG\r\n\x1a\n":
-        raise RuntimeError(f"{server.name}: bad answer to a probe: {str(body)[:300]}")
+CEILING_SYSTEMS = {"ceiling": 1, "ceiling2": 2}  # name -> processes
+
+
+def probe(server: h.Server, n: int = 2) -> tuple[int, int]:
+    """One real request before any load, in the server's own protocol: the answer must hold n
+    PNG images, and the first must decode. Returns its (width, height)."""
+    from PIL import Image
+
+    body = h.post_json(server.generate_url, h.generate_body(server.protocol, 7, n))
+    try:
+        images = h.answer_images(server.protocol, body)
+        with Image.open(io.BytesIO(base64.b64decode(images[0]))) as im:
+            if im.format != "PNG":
+                raise ValueError(f"not a PNG: {im.format}")
+            im.load()
+            size = im.size
+    except (KeyError, IndexError, ValueError, OSError) as exc:
+        raise RuntimeError(
+            f"{server.name}: bad answer to a probe ({exc}): {str(body)[:300]}"
+        ) from exc
+    if len(images) != n:
+        raise RuntimeError(f"{server.name}: {len(images)} images for n={n}: {str(body)[:300]}")
+    return size
 
 
 def score_body(server: h.Server, k: int, workdir: Path) -> Path:
@@ -113,13 +137,17 @@ class Bench:
     def start(self, systems: list[str]) -> None:
         a = self.args
         for name in systems:
-            if name == "ceiling":
+            if name in CEILING_SYSTEMS:
                 continue
             self.log(f"starting {name}")
             if name == "torchserve":
                 w, d, t = (int(x) for x in a.ts_config.split(":"))
                 server = h.start_torchserve(
                     self.work, workers=w, delay_ms=d, threads=t, port_base=a.ts_port_base
+                )
+            elif name == "pytriton":
+                server = h.start_pytriton(
+                    self.work, onnx=a.pt_onnx, config=a.pt_config, port=a.pt_port
                 )
             elif name in SYSTEM_ENV:
                 env = {**SYSTEM_ENV[name], "GAN_PROVIDER": a.provider}
@@ -130,11 +158,14 @@ class Bench:
                 )
             else:
                 raise SystemExit(f"unknown system {name!r}")
-            probe(server)
-            if name != "torchserve":
+            width, height = probe(server)
+            if name not in PEERS:
                 self.providers[name] = h.get_json(server.base_url + "/models").get("provider")
             self.servers[name] = server
-            self.log(f"{name} ready at {server.base_url} (pids {server.usage()['pids']})")
+            self.log(
+                f"{name} ready at {server.generate_url} (pids {server.usage()['pids']}; "
+                f"probe n=2: 2 PNGs {width}x{height})"
+            )
 
     def stop(self) -> None:
         for server in self.servers.values():
@@ -143,27 +174,36 @@ class Bench:
 
     # -- one point ------------------------------------------------------------------------------
 
-    def ceiling(self) -> dict[str, Any]:
-        out = self.work / "ceiling.json"
-        cmd = [
-            sys.executable,
-            str(h.BENCH / "inproc.py"),
-            str(self.args.models_dir / self.model_name()),
-            "--quick",
-            "--secs",
-            str(self.args.ceiling_secs),
-            "--provider",
-            "cuda" if self.args.provider == "cuda" else "cpu",
-            "--json-out",
-            str(out),
-        ]
+    def ceiling(self, processes: int = 1) -> dict[str, Any]:
+        """bench/inproc.py --quick in ``processes`` processes at once (more than one: 1 ORT
+        thread each, timing started at the same wall-clock instant); their images/s summed."""
+        cmds, outs = [], []
+        start_at = time.time() + self.args.ceiling_start_s if processes > 1 else None
+        for i in range(processes):
+            out = self.work / f"ceiling-{processes}p-{i}.json"
+            out.unlink(missing_ok=True)
+            outs.append(out)
+            cmd = [
+                sys.executable,
+                str(h.BENCH / "inproc.py"),
+                str(self.args.models_dir / self.model_name()),
+                "--quick",
+                "--secs",
+                str(self.args.ceiling_secs),
+                "--provider",
+                "cuda" if self.args.provider == "cuda" else "cpu",
+                "--json-out",
+                str(out),
+            ]
+            if start_at is not None:
+                cmd += ["--threads", "1", "--start-at", f"{start_at:.3f}"]
+            cmds.append(cmd)
         t0 = time.perf_counter()
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, timeout=600)
-        data = json.loads(out.read_text())
-        row = data["rows"][0]
-        return {
-            "img_per_s": row["png_b64"],
-            "pil_b64_img_per_s": row["pil_b64"],
+        procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL) for cmd in cmds]
+        for proc, cmd in zip(procs, cmds, strict=True):
+            if proc.wait(timeout=600) != 0:
+                raise subprocess.CalledProcessError(proc.returncode, cmd)
+        return ceiling_row([json.loads(out.read_text()) for out in outs]) | {
             "wall_s": round(time.perf_counter() - t0, 2),
             "load_average": h.load_average(),
         }
@@ -191,13 +231,13 @@ class Bench:
     ) -> None:
         order = [s for s in systems if s in self.servers]
         if with_ceiling:
-            order.append("ceiling")
+            order += [s for s in systems if s in CEILING_SYSTEMS]
         shift = rnd % len(order)
         order = order[shift:] + order[:shift]
         for name in order:
             row: dict[str, Any] = {"phase": phase, "system": name, "c": c, "n": n, "round": rnd}
-            if name == "ceiling":
-                row |= self.ceiling()
+            if name in CEILING_SYSTEMS:
+                row |= self.ceiling(CEILING_SYSTEMS[name])
             else:
                 server = self.servers[name]
                 idle = [s for k, s in self.servers.items() if k != name]
@@ -206,7 +246,8 @@ class Bench:
                     lua = h.WRK_DIR / "score.lua"
                     env = {"BODY_FILE": str(score_file)}
                 else:
-                    url, lua, env = server.generate_url, h.WRK_DIR / "generate.lua", {}
+                    url, lua = server.generate_url, h.WRK_DIR / "generate.lua"
+                    env = {"BODY": server.protocol}
                 row |= h.run_wrk(
                     url,
                     c=c,
@@ -247,6 +288,8 @@ class Bench:
             "model": self.model_name(),
             "systems": systems,
             "ts_config": a.ts_config,
+            "pt_config": a.pt_config if "pytriton" in systems else None,
+            "pt_onnx": str(a.pt_onnx) if "pytriton" in systems else None,
             "provider": a.provider,
             "nice": os.getpriority(os.PRIO_PROCESS, 0),
             "wrk": subprocess.run(
@@ -256,7 +299,8 @@ class Bench:
         (self.out / "meta.json").write_text(json.dumps(meta, indent=1))
         try:
             self.start(systems)
-            ceiling_at = set(parse_points(a.ceiling_at)) if "ceiling" in systems else set()
+            with_ceiling = any(s in CEILING_SYSTEMS for s in systems)
+            ceiling_at = set(parse_points(a.ceiling_at)) if with_ceiling else set()
             for rnd in range(a.rounds):
                 for c, n in parse_points(a.loads):
                     self.point(
@@ -295,6 +339,21 @@ class Bench:
         self.log(f"done: {self.results}")
 
 
+def ceiling_row(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One ceiling figure from the JSON of each of its inproc.py processes (ran at once): the
+    sum of their images/s, each process's own, and how late the last one began timing."""
+    cells = [r["rows"][0] for r in results]
+    row: dict[str, Any] = {
+        "img_per_s": sum(c["png_b64"] for c in cells),
+        "pil_b64_img_per_s": sum(c["pil_b64"] for c in cells),
+        "processes": len(cells),
+    }
+    if len(cells) > 1:
+        row["per_process_img_per_s"] = [c["png_b64"] for c in cells]
+        row["start_late_s"] = max(r.get("start_late_s", 0.0) for r in results)
+    return row
+
+
 def _cpu_model() -> str:
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -310,18 +369,34 @@ def main() -> None:
     ap.add_argument(
         "--out", type=Path, default=Path(f"bench/results/{time.strftime('%Y%m%d-%H%M%S')}")
     )
-    ap.add_argument("--systems", default="ours,ours2w,torchserve,nobatch,ceiling")
+    ap.add_argument("--systems", default="ours,ours2w,torchserve,pytriton,nobatch,ceiling")
     ap.add_argument(
         "--provider", choices=("auto", "cpu", "cuda"), default="auto", help="GAN_PROVIDER of ours"
     )
     ap.add_argument("--ts-config", default="2:5:1", help="TorchServe WORKERS:DELAY_MS:THREADS")
     ap.add_argument("--ts-port-base", type=int, default=8280)
+    ap.add_argument(
+        "--pt-config", default="1:0", help="PyTriton INSTANCES:MAX_QUEUE_DELAY_US (the peer's best)"
+    )
+    ap.add_argument("--pt-port", type=int, default=8400, help="PyTriton HTTP (gRPC +1, metrics +2)")
+    ap.add_argument(
+        "--pt-onnx",
+        type=Path,
+        default=h.TS_BASE / "model" / "generator.onnx",
+        help="generator PyTriton serves (default: the TorchServe peer's, from prepare_peer.sh)",
+    )
     ap.add_argument("--loads", default=DEFAULT_LOADS, help='"C:N ..." main table points')
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--duration", type=float, default=8.0)
     ap.add_argument("--warmup", type=float, default=2.0)
     ap.add_argument("--ceiling-at", default="8:16", help="load points that also run the ceiling")
     ap.add_argument("--ceiling-secs", type=float, default=1.5)
+    ap.add_argument(
+        "--ceiling-start-s",
+        type=float,
+        default=4.0,
+        help="ceiling2: its processes start timing this long after launch (imports first)",
+    )
     ap.add_argument("--score", default=DEFAULT_SCORE, help='"C:K ..." /score points (K images)')
     ap.add_argument("--score-rounds", type=int, default=1)
     ap.add_argument("--sweep-systems", default="ours,ours2w,torchserve")
@@ -349,10 +424,15 @@ def main() -> None:
         args.sweep_n, args.sweep_c = "1 16", "1 64"
         args.sweep_duration, args.sweep_warmup, args.ceiling_secs = 2.0, 0.5, 0.6
     h.need_wrk()
-    h.exit_on_sigterm()
-    h.take_priority(args.nice)
     if "torchserve" in args.systems.split(",") and not h.ts_ready():
         raise SystemExit("TorchServe peer not built: run `bash bench/prepare_peer.sh` first")
+    if "pytriton" in args.systems.split(","):
+        if not h.pt_ready():
+            raise SystemExit("PyTriton peer not built: run `bash bench/prepare_peer.sh` first")
+        if not args.pt_onnx.is_file():
+            raise SystemExit(f"no generator for PyTriton at {args.pt_onnx} (--pt-onnx)")
+    h.exit_on_sigterm()
+    h.take_priority(args.nice)
     Bench(args).run()
 
 

@@ -1,5 +1,7 @@
 -- wrk script for POST /generate (ours) and POST /predictions/gan (TorchServe peer): body
 -- {"seed": s, "n": N}, s unique per request and thread (images never repeat within a run).
+-- BODY=triton-v2 (env) sends the same seed and n as a KServe v2 infer request (PyTriton peer,
+-- POST /v2/models/gan/infer), as the peer's wrk_post.lua does.
 -- usage: N=16 wrk -t2 -c64 -d10s --latency -s bench/wrk/generate.lua http://127.0.0.1:3000/generate
 -- The last line printed is one JSON object (bench/harness.py parses it).
 -- Adapted from ../shared/peers/torchserve/wrk_post.lua: same body and seeds, plus p95, mean,
@@ -13,6 +15,7 @@ end
 
 local k, n = 0, tonumber(os.getenv("N") or "1")
 local non2xx = 0
+local v2 = os.getenv("BODY") == "triton-v2"
 
 function init(args)
   wrk.method = "POST"
@@ -22,8 +25,13 @@ end
 function request()
   k = k + 1
   -- thread t owns seeds [t * 2e9 / 2, ...): far apart, and below 2**32 - 1 for n <= 64
-  return wrk.format(nil, nil, nil,
-    string.format('{"seed": %d, "n": %d}', tid * 1000000000 + k * n, n))
+  local seed = tid * 1000000000 + k * n
+  if v2 then
+    return wrk.format(nil, nil, nil, string.format(
+      '{"inputs": [{"name": "seed", "datatype": "INT64", "shape": [1, 1], "data": [%d]}, ' ..
+      '{"name": "n", "datatype": "INT64", "shape": [1, 1], "data": [%d]}]}', seed, n))
+  end
+  return wrk.format(nil, nil, nil, string.format('{"seed": %d, "n": %d}', seed, n))
 end
 
 function response(status, headers, body)
