@@ -255,18 +255,19 @@ def winner_of(cache: RunCache, loss: str) -> Variant | None:
     return GRIDS[loss][max(tried, key=lambda t: (t[0], -t[1]))[1]]
 
 
-def train_phases(cache: RunCache, losses: Sequence[str]) -> None:
+def train_phases(cache: RunCache, losses: Sequence[str], search: bool = True) -> None:
     """Search breadth first (every loss's first change, then every loss's second, ...), then
     confirm the winners (the held-out grid25 seeds, then ring8): a search stopped early has
     tried every loss equally far, which is the point of the trial."""
-    for i in range(max(len(GRIDS[loss]) for loss in losses)):
+    for i in range(max(len(GRIDS[loss]) for loss in losses) if search else 0):
         for loss in losses:
             if i < len(GRIDS[loss]):
                 cache.get(GRIDS[loss][i], SEARCH_DATASET, SEARCH_SEED)
     for ds in (SEARCH_DATASET, *(d for d in TOY_DATASETS if d != SEARCH_DATASET)):
         for loss in losses:
             winner = winner_of(cache, loss)
-            assert winner is not None
+            if winner is None:  # --stage confirm before any candidate ran
+                continue
             tuned = replace(winner, name=tuned_name(loss), kind="tuned")
             for seed in cache.budget.seeds:
                 cache.get(tuned, ds, seed)
@@ -384,11 +385,12 @@ def plot_tuned(search: dict[str, Any], path: Path, n_eval: int) -> None:
     for j, t in enumerate(trials):
         for i, ds in enumerate(TOY_DATASETS):
             ax = fig.add_subplot(grid[i, j])
-            r = next(r for r in t["runs"] if r["dataset"] == ds and r["seed"] == 0)
-            x = _samples(r, n_eval)
-            if x is None:
+            r = next((r for r in t["runs"] if r["dataset"] == ds and r["seed"] == 0), None)
+            x = None if r is None else _samples(r, n_eval)
+            if r is None or x is None:
                 ax.set_axis_off()
-                ax.set_title(f"{ds}: {t['loss']} tuned\n(run folder not here)", fontsize=7)
+                why = "not run" if r is None else "run folder not here"
+                ax.set_title(f"{ds}: {t['loss']} tuned\n({why})", fontsize=7)
                 continue
             _scatter(ax, x, mode_centers(ds), mode_std(ds), 1.5 if ds == "ring8" else 5.5)
             ax.set_title(_panel_title(r), fontsize=7)
@@ -427,6 +429,7 @@ def run_search(
     command: str,
     render_only: bool = False,
     budget: Budget = SEARCH_BUDGET,
+    stage: str = "all",
 ) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)  # as the lab's workers: these MLPs lose time to intra-op threads
@@ -436,12 +439,12 @@ def run_search(
     print(f"{len(cache.records)} runs known ({n_lab} from the lab's {JSON_NAME})", file=sys.stderr)
     t0 = time.perf_counter()
     if not render_only:
-        train_phases(cache, losses)
+        train_phases(cache, losses, search=stage == "all")
     wall = time.perf_counter() - t0
     trials = [t for loss in losses if (t := collect(cache, loss)) is not None]
     meta = previous.get("meta", {})
-    if render_only and meta:  # the report names the command and time that trained
-        command = meta["command"]
+    if render_only:  # the report names the command that trained, not this one
+        command = meta.get("command", command.replace(" --render-only", ""))
     all_runs = [r for r in cache.records.values() if not r.get("from_lab")]
     search = {
         "meta": {
@@ -486,6 +489,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-runs", action="store_true", help="do not save run folders")
     parser.add_argument("--quick", action="store_true", help="tiny smoke run (seconds), for CI")
     parser.add_argument(
+        "--stage",
+        choices=("all", "confirm"),
+        default="all",
+        help="confirm: only re-run the winners among the candidates tried so far (default: all)",
+    )
+    parser.add_argument(
         "--render-only",
         action="store_true",
         help="rewrite the outputs from the runs file, training nothing (losses not finished are left out)",
@@ -508,6 +517,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         command.strip(),
         args.render_only,
         QUICK_SEARCH if args.quick else SEARCH_BUDGET,
+        args.stage,
     )
     print(
         f"wrote {args.out / SEARCH_JSON}, {args.out / TUNED_PNG}; {len(search['trials'])} losses, "
