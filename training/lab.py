@@ -177,6 +177,17 @@ def torch_init(module: nn.Module) -> None:
                     nn.init.uniform_(m.bias, -bound, bound)
 
 
+# Trainer statistics averaged over each learning-curve interval (GanTrainer.step's names).
+WINDOW_STATS = ("d_loss", "g_loss", "p_real", "p_fake", "w_distance", "gp", "g_grad_norm")
+MEASURE_EVERY = 10
+
+
+def _finite_mean(xs: Sequence[float]) -> float | None:
+    """The mean, or None (JSON null) once training diverged to inf/NaN."""
+    m = sum(xs) / len(xs)
+    return m if math.isfinite(m) else None
+
+
 def train_run(
     v: Variant, dataset: str, seed: int, budget: Budget, run_dir: Path | None = None
 ) -> dict[str, Any]:
@@ -195,17 +206,29 @@ def train_run(
         max(1, round(cfg.steps * (i + 1) / budget.eval_points)) for i in range(budget.eval_points)
     }
     curve: list[dict[str, Any]] = []
+    window: dict[str, list[float]] = {}
     t0, c0 = time.perf_counter(), time.process_time()
     for step in range(cfg.steps):
         trainer.set_step(step)
-        trainer.step(sampler)
+        # The gradient norms cost an extra pass over the gradients: measured on every 10th step.
+        trainer.measure = step % MEASURE_EVERY == 0
+        stats = trainer.step(sampler)
+        for k in WINDOW_STATS:
+            if k in stats:
+                window.setdefault(k, []).append(stats[k])
         if step + 1 in curve_at:
             m = evaluate_samples(
                 generate(trainer.sampling_generator(), cfg.z_dim, budget.n_eval, EVAL_SEED), dataset
             )
             curve.append(
-                {"step": step + 1, **{k: m[k] for k in ("modes", "hq_fraction", "reverse_kl")}}
+                {
+                    "step": step + 1,
+                    **{k: m[k] for k in ("modes", "hq_fraction", "reverse_kl")},
+                    # Means over the steps since the previous point: why a run fails, not just that.
+                    **{k: _finite_mean(xs) for k, xs in window.items()},
+                }
             )
+            window = {}
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     samples = generate(trainer.sampling_generator(), cfg.z_dim, budget.n_eval, EVAL_SEED)
     metrics = evaluate_samples(samples, dataset)

@@ -171,6 +171,17 @@ def render_markdown(
     for v in left_out:
         if all(v.name != u.name for u in variants):
             collapse.append(f"- **{v.name}** ({text['left_out']}). {why(v.name)}")
+    tuned = result.get("tuned")
+    if tuned:
+        by_base = {
+            r["variant"].removesuffix(TUNED_SUFFIX) + r["dataset"]: r for r in tuned["summary"]
+        }
+        rows = [x for r in rows for x in (r, by_base.get(r["variant"] + r["dataset"])) if x]
+        for i, line in enumerate(collapse):
+            name = line.split("**")[1]
+            t = next((t for t in tuned["trials"] if t["loss"] == name), None)
+            if t is not None:
+                collapse[i] = f"{line} {tuned_sentence(t, tuned['summary'])}"
     tables = "".join(
         "\n".join([f"## {ds}", "", *markdown_table(rows, ds), "", ""])
         for ds in TOY_DATASETS
@@ -191,6 +202,7 @@ def render_markdown(
         seeds=", ".join(map(str, budget["seeds"])),
         best_section=best_section(rows, variants),
         result_tables=tables,
+        search_section=search_section(tuned) if tuned else "",
         collapse_list="\n".join(collapse),
         first_seed=budget["seeds"][0],
         wall_min=f"{meta['wall_s'] / 60:.1f}",
@@ -201,6 +213,62 @@ def render_markdown(
         loadavg_start=meta["loadavg_start"],
         loadavg_end=meta["loadavg_end"],
     )
+
+
+TUNED_SUFFIX = " tuned"  # training.lab_search names a loss's tuned row "<loss> tuned"
+
+
+def _per_seed(r: dict[str, Any]) -> str:
+    hq = " ".join(f"{100 * x:.0f}" for x in r["hq_fraction"])
+    return f"{' '.join(map(str, r['modes']))} modes, HQ {hq} %"
+
+
+def tuned_sentence(trial: dict[str, Any], summary: list[dict[str, Any]]) -> str:
+    """What tuning changed for one loss: its winner, and the tuned rows' numbers per seed."""
+    name = trial["loss"] + TUNED_SUFFIX
+    rows = [r for r in summary if r["variant"] == name]
+    change = trial["winner"].split(": ", 1)[1]
+    said = "; ".join(
+        f"{r['dataset']} seeds {' '.join(map(str, r['seeds']))}: {_per_seed(r)}" for r in rows
+    )
+    note = str(report_data().get("tuned", {}).get(trial["loss"], ""))
+    if change == "published":
+        return f"*Tuned*: no candidate beat the published settings ({said}). {note}".rstrip()
+    return f"*Tuned* ({change}): {said}. {note}".rstrip()
+
+
+def search_section(tuned: dict[str, Any]) -> str:
+    """The fair trial: every loss's grid on grid25 seed 0, its winner, and the search's cost."""
+    meta = tuned["meta"]
+    text = report_data()["text"]
+    out = [
+        "## A fair trial: every loss tuned",
+        "",
+        Template(text["search"]).substitute(
+            command=meta["command"],
+            n_runs=meta["n_runs"],
+            train_min=f"{meta['train_s'] / 60:.0f}",
+            wall_min=f"{meta['wall_s'] / 60:.0f}",
+            machine=meta["machine"],
+            score=meta["score"],
+        ),
+        "",
+        "| loss | candidate (grid25, seed 0) | modes | HQ % | reverse KL | score | G steps | s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for t in tuned["trials"]:
+        for c in t["candidates"]:
+            mark = "**" if c["variant"] == t["winner"] else ""
+            out.append(
+                f"| {t['loss']} | {mark}{c['variant'].split(': ', 1)[1]}{mark} | {c['modes']} / {c['n_modes']} "
+                f"| {100 * c['hq_fraction']:.1f} | {num(c['reverse_kl'], 3)} | {c['score']:.3f} | {c['g_steps']} | {c['train_s']:.0f} |"
+            )
+        for name in t["not_run"]:
+            out.append(
+                f"| {t['loss']} | {name.split(': ', 1)[1]} | not run (out of time) | | | | | |"
+            )
+    out += ["", text["search_after"], "", ""]
+    return "\n".join(out)
 
 
 def best_section(rows: list[dict[str, Any]], variants: Sequence[Variant]) -> str:
