@@ -30,12 +30,12 @@ from training.idx import (
     data_root,
     load_split,
 )
+from training.image_files import IMAGE_SUFFIXES, list_images, load_image
 
 DATASET_CHOICES = "ring8 | grid25 | mnist | fashion-mnist | stacked-mnist | cifar10 | folder:PATH"
 CIFAR10 = "cifar10"
 STACKED_MNIST = stacked_mnist.NAME
 T = TypeVar("T")
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp"})
 
 
 class DatasetError(ValueError):
@@ -299,27 +299,6 @@ def load_cifar10_dataset(
 
     images, labels, info = _fetching_if_missing(CIFAR10, root, fetch, read)
     return resize_u8(torch.from_numpy(images), size), torch.from_numpy(labels), info
-
-
-def list_images(folder: Path) -> list[Path]:
-    return sorted(
-        p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-    )
-
-
-def load_image(path: Path, size: int) -> np.ndarray:
-    """RGB, centre-cropped to a square, resized to ``size`` (LANCZOS): uint8 ``(3, size, size)``."""
-    from PIL import Image
-
-    with Image.open(path) as opened:
-        rgb = opened.convert("RGB")
-    w, h = rgb.size
-    side = min(w, h)
-    left, top = (w - side) // 2, (h - side) // 2
-    square = rgb.crop((left, top, left + side, top + side)).resize(
-        (size, size), Image.Resampling.LANCZOS
-    )
-    return np.asarray(square, dtype=np.uint8).transpose(2, 0, 1).copy()
 
 
 def load_folder_images(folder: str | Path, size: int) -> Tensor:

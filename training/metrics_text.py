@@ -148,6 +148,25 @@ def render_report(report: dict[str, Any], name: str = "") -> str:
         header = ["set", "mean", "std", "px=0", "px=255", "NN dist (median)", "duplicates"]
         out += _table(header, rows)
 
+    block = report.get("swd")
+    if block:
+        out += [
+            "",
+            f"sliced Wasserstein distance x 1e3 ({block['n_per_set']} images per set; "
+            f"reference: {block['reference']}); lower is closer",
+        ]
+        sets = block["sets"]
+        names = [f"gen {_seed(a)}.." for a, _ in seed_sets][: len(sets["generated"])]
+        swd_sets = [*sets["generated"], sets["generated_mean"]]
+        swd_sets += [sets[k] for k in SET_LABELS if k in sets]
+        header = ["level", *names, "gen mean", *(SET_LABELS[k] for k in SET_LABELS if k in sets)]
+        rows = [
+            [f"{res} px", *(_fmt(_get(c, f"per_level.{res}")) for c in swd_sets)]
+            for res in block["resolutions"]
+        ]
+        rows.append(["average", *(_fmt(c.get("average")) for c in swd_sets)])
+        out += _table(header, rows)
+
     summary = report.get("summary")
     if summary:
         out += ["", "targets (issue 13): generated mean over seed sets vs the real-data figure"]
