@@ -1030,13 +1030,7 @@ def evaluate_model_dir(
     if dataset == stacked_mnist.NAME and shape == (3, 28, 28):
         # The figures that matter for this dataset: its 1,000 modes, by the papers' protocol.
         report["stacked_mnist"] = {
-            **stacked_mnist.mode_figures(
-                stacked_mnist.mode_numbers(
-                    stacked_mnist.classify_channels(
-                        generate_uint8(model, stacked_mnist.N_EVAL, 0, truncation)
-                    )
-                )
-            ).to_dict(),
+            **stacked_mnist.model_figures(model, stacked_mnist.N_EVAL, 0, truncation),
             "seeds": [0, stacked_mnist.N_EVAL - 1],
             "real": _stacked_real_reference(root),
             "protocol": "each channel classified by training/classifiers/mnist.onnx; modes hit "

@@ -169,14 +169,25 @@ def real_reference(root: str | Path | None = None, n: int = N_EVAL) -> dict[str,
 
 def evaluate_model(model_dir: str | Path, n: int = N_EVAL, seed: int = 0) -> dict[str, Any]:
     """Modes and KL of an exported model's images of seeds ``seed .. seed+n-1`` (the served ones)."""
-    from training.metrics import generate_uint8, load_model_dir
+    from training.metrics import load_model_dir
 
     model = load_model_dir(model_dir)
     if model.image_shape != (3, 28, 28):
         raise ValueError(
             f"{model_dir}: image shape {model.image_shape}, Stacked MNIST needs (3, 28, 28)"
         )
-    digits, confidence = classify_channels_with_confidence(generate_uint8(model, n, seed))
+    return model_figures(model, n, seed)
+
+
+def model_figures(
+    model: Any, n: int = N_EVAL, seed: int = 0, truncation: float = 1.0
+) -> dict[str, Any]:
+    """:func:`evaluate_model` of an already loaded ``training.metrics.ModelDir``."""
+    from training.metrics import generate_uint8
+
+    digits, confidence = classify_channels_with_confidence(
+        generate_uint8(model, n, seed, truncation)
+    )
     return {
         **mode_figures(mode_numbers(digits)).to_dict(),
         **channel_figures(digits, confidence),
