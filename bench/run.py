@@ -14,6 +14,8 @@ Systems (``--systems``):
   ours2w      the same with GAN_WORKERS=2 (two BentoML worker processes)
   ours1w      GAN_WORKERS=1 (one worker; ORT then picks its own thread count)
   slowpath    GAN_FAST_PATH=false: our routes behind BentoML's middlewares (service/fast_path.py)
+  nosplit     GAN_SPLIT_THREADS=1: a lone worker never cuts a big batch across the idle cores
+              (service/core_share.py)
   ort1        GAN_ORT_THREADS=1 (one ONNX Runtime intra-op thread); ours2w_ort1 both
   bare        the same Starlette app under plain uvicorn, no BentoML (bench/bare_server.py)
   torchserve  TorchServe 0.12, the peer's archive and handler, --ts-config W:DELAY:THREADS
@@ -65,6 +67,7 @@ SYSTEM_ENV = {
     "cudaexh": {
         "GAN_CUDA_CONV_ALGO": "exhaustive"
     },  # ONNX Runtime's own default on CUDA  # every request through BentoML's middlewares
+    "nosplit": {"GAN_SPLIT_THREADS": "1"},
     "ort1": {"GAN_ORT_THREADS": "1"},
     "ours2w_ort1": {"GAN_WORKERS": "2", "GAN_ORT_THREADS": "1"},
     "bare": {},

@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from service.core_share import BatchSplitter
 from service.limits import heavy_executor
 
 RunBatch = Callable[[np.ndarray], np.ndarray]
@@ -39,6 +40,34 @@ class RowsFailed(Exception):
         self.output = output
         self.failed = failed
         self.error = error
+
+
+def merged(results: list[tuple[slice, np.ndarray | Exception]]) -> np.ndarray:
+    """One batch's output from its slices' (``core_share.BatchSplitter``): a slice that failed
+    outright fails the batch, as the unsplit run would have; slices with some bad rows give one
+    ``RowsFailed`` over the whole batch, so only the requests owning bad rows fail."""
+    for _, result in results:
+        if isinstance(result, Exception) and not isinstance(result, RowsFailed):
+            raise result
+    if len(results) == 1:
+        only = results[0][1]
+        if isinstance(only, Exception):
+            raise only
+        return only
+    outputs, failed, errors = [], [], []
+    for part, result in results:
+        if isinstance(result, RowsFailed):
+            outputs.append(result.output)
+            failed.append(result.failed)
+            errors.append(result.error)
+        else:
+            assert isinstance(result, np.ndarray)
+            outputs.append(result)
+            failed.append(np.zeros(part.stop - part.start, dtype=bool))
+    out = np.concatenate(outputs)
+    if errors:
+        raise RowsFailed(out, np.concatenate(failed), errors[0])
+    return out
 
 
 class _Item:
@@ -66,6 +95,7 @@ class MicroBatcher:
         max_latency_s: float = 0.0,
         on_batch: OnBatch | None = None,
         low_priority: bool = False,
+        splitter: BatchSplitter | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
@@ -74,6 +104,7 @@ class MicroBatcher:
         self._max_batch_size = max_batch_size
         self._max_latency_s = max_latency_s
         self._on_batch = on_batch
+        self._splitter = splitter
         self._queue: deque[_Item] = deque()
         self._queued_rows = 0
         self._wakeup = asyncio.Event()
@@ -151,7 +182,10 @@ class MicroBatcher:
     def _timed_run(self, batch: np.ndarray) -> tuple[np.ndarray, float, RowsFailed | None]:
         start = time.perf_counter()
         try:
-            out, partial = self._run(batch), None
+            if self._splitter is None:
+                out, partial = self._run(batch), None
+            else:
+                out, partial = merged(self._splitter.run(self._run, batch)), None
         except RowsFailed as exc:
             out, partial = exc.output, exc
         return out, time.perf_counter() - start, partial

@@ -18,6 +18,7 @@ from contract.latents import latents_for_seeds
 from contract.realness import class_logits
 from service.batcher import MicroBatcher, RowsFailed
 from service.conditioning import FROM_SEED, class_index, row_classes
+from service.core_share import BatchSplitter, BusyBoard
 from service.encoding import Encoder
 from service.imaging import ImageRejected, uploads_to_pixels
 from service.limits import HeavyGate, heavy_executor
@@ -160,6 +161,10 @@ class Engine:
         self.metrics = metrics
         self._batchers: dict[tuple[str, str], MicroBatcher] = {}
         latency = settings.max_latency_ms / 1000.0
+        # One per worker, shared by its batchers (service/core_share.py).
+        self.splitter = BatchSplitter(
+            settings.split_threads or 1, BusyBoard.for_this_worker(settings.workers or 1)
+        )
         for name, model in store.models.items():
             for kind, run in RUNS.items():
                 counter: Any = metrics.non_finite_rows.labels(model=name, kind=kind)
@@ -171,6 +176,7 @@ class Engine:
                     on_batch=metrics.batch_observer(name, kind),
                     # latent walks are the expensive requests' (limits.py)
                     low_priority=kind == INTERPOLATE,
+                    splitter=None if kind == INTERPOLATE else self.splitter,
                 )
         self._generated = {n: metrics.images_generated.labels(model=n) for n in store.models}
         self._scored = {n: metrics.images_scored.labels(model=n) for n in store.models}
@@ -322,3 +328,4 @@ class Engine:
         await asyncio.gather(*(b.aclose() for b in self._batchers.values()))
         self._heavy_pool.shutdown(wait=False, cancel_futures=True)
         self.encoder.close()
+        self.splitter.close()

@@ -91,6 +91,10 @@ class Settings:
     # Threads that encode a batch's images (service/encoding.py; zlib and Pillow release the
     # GIL). None = auto (``resolved``): the CPUs of a worker. 1: one thread, as before the pool.
     encode_threads: int | None = None
+    # Threads one worker may cut a big batch across while the other workers are idle
+    # (service/core_share.py): a lone client's 16-image request on all the cores. None = auto
+    # (``resolved``): the cores the workers' ORT threads leave idle when only this one works.
+    split_threads: int | None = None
     # A worker whose event loop has not beaten for this long is killed and replaced
     # (service/supervisor.py); also how stale the supervisor may be before /livez fails.
     worker_hang_s: float = 10.0
@@ -155,6 +159,9 @@ class Settings:
                 "GAN_ENCODE_THREADS", _auto_or(_int_at_least(1)), defaults.encode_threads
             ),
             worker_hang_s=get("GAN_WORKER_HANG_S", _non_negative_float, defaults.worker_hang_s),
+            split_threads=get(
+                "GAN_SPLIT_THREADS", _auto_or(_int_at_least(1)), defaults.split_threads
+            ),
         )
         if settings.bento_models and env.get("GAN_MODELS_DIR", "").strip():
             raise SettingsError(
@@ -199,12 +206,16 @@ class Settings:
         # Every core of the machine for one worker (a GPU server's PNG path); with a worker per
         # core each already has its own, and more threads would only contend for it.
         encode = self.encode_threads or max(1, cpus // workers)
+        # A worker alone may use every core its ORT threads leave over; on a GPU, or with ORT
+        # already on every core (0), there is nothing to split onto.
+        split = self.split_threads or (1 if cuda or threads == 0 else max(1, cpus // threads))
         return replace(
             self,
             workers=workers,
             ort_threads=threads,
             heavy_concurrency=heavy,
             encode_threads=encode,
+            split_threads=split,
         )
 
     @property

@@ -11,8 +11,10 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
+from server_process import Server
 
 from contract.latents import latents
+from service.core_share import BOARD_FILE
 from service.model_store import ModelStore
 from service.settings import Settings
 
@@ -152,6 +154,22 @@ def test_same_seed_same_pixels_in_any_request_batch_or_process(
     model = ModelStore.load(Settings(models_dir=tiny_models_dir, provider="cpu")).get("tiny-a")
     here = model.manifest.image.to_uint8(model.generate(latents(1003, 1, 8)))[0, :, :, 0]
     assert np.abs(here.astype(np.int16) - _pixels(alone["png"])).max() <= 1
+
+
+def test_a_lone_big_request_split_over_idle_workers_keeps_its_seeds(
+    client: httpx.Client, server: Server
+) -> None:
+    """With several workers a lone n=40 request is cut into slices on idle cores
+    (service/core_share.py); image i is still the image of seed s + i."""
+    settings = client.get("/models").json()["settings"]
+    board = server.log_path.parent / "prometheus_multiproc_dir" / BOARD_FILE
+    if settings["workers"] > 1 and settings["split_threads"] > 1:
+        assert board.stat().st_size == settings["workers"]
+    batch = client.post("/generate", json={"seed": 500, "n": 40}).json()["images"]
+    for i in (0, 19, 20, 39):
+        alone = client.post("/generate", json={"seed": 500 + i}).json()["images"][0]
+        assert batch[i]["seed"] == 500 + i
+        assert (_pixels(alone["png"]) == _pixels(batch[i]["png"])).all()
 
 
 def test_truncation_changes_the_image_deterministically(client: httpx.Client) -> None:
