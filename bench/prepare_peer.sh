@@ -42,6 +42,7 @@ prepare_pytriton() {
   [ -f "$onnx" ] || { echo "no generator for PyTriton at $onnx: bash bench/prepare_peer.sh torchserve first (or set GAN_ONNX)" >&2; return 1; }
   # run.sh builds the venv if its imports fail, then starts Triton on PORT..PORT+2, checks the
   # answers against in-process ORT and stops it.
+  mkdir -p "$base"  # tee opens its log before run.sh makes the folder
   GAN_ONNX=$onnx PYTRITON_PEER_DIR="$base" \
     PORT=${PT_PORT:-8400} bash "$peer/run.sh" check 2>&1 | tail -5 | tee "$base/check.log" || true
   grep -q "CHECK OK" "$base/check.log" || { echo "PyTriton peer check failed ($base/check.log)" >&2; return 1; }

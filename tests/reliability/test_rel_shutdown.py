@@ -70,7 +70,17 @@ async def _in_progress(client: httpx.AsyncClient) -> float:
     return metric_value(text, "gan_http_requests_in_progress")
 
 
-async def _scenario(url: str, pid: int) -> dict[str, object]:
+async def _until_logged(server: Server, line: str, timeout: float = 15.0) -> None:
+    # A fixed sleep raced the arbiter on a slow 2-core CI box: the late connection landed in the
+    # backlog before the worker closed the listener and was reset (httpx.ReadError), so the
+    # "refused at once" check starts only once the worker says it has stopped listening.
+    deadline = time.monotonic() + timeout
+    while line not in server.log() and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+
+
+async def _scenario(server: Server) -> dict[str, object]:
+    url, pid = server.url, server.process.pid
     clients = [httpx.AsyncClient(base_url=url, timeout=60) for _ in range(HELD + 3)]
     probe = httpx.AsyncClient(base_url=url, timeout=10)
     try:
@@ -111,7 +121,8 @@ async def _scenario(url: str, pid: int) -> dict[str, object]:
         # 3. SIGTERM to the process group leader (`bentoml serve`), as a container runtime does.
         signalled = time.monotonic()
         os.kill(pid, signal.SIGTERM)
-        await asyncio.sleep(0.5)  # the arbiter forwards it to the worker
+        await _until_logged(server, "SIGTERM: stopped listening")
+        stop_seconds = time.monotonic() - signalled
         late_started = time.monotonic()
         try:
             async with httpx.AsyncClient(base_url=url, timeout=10) as late:
@@ -126,6 +137,7 @@ async def _scenario(url: str, pid: int) -> dict[str, object]:
             "late": late_result,
             "late_seconds": late_seconds,
             "signalled": signalled,
+            "stop_seconds": stop_seconds,
         }
     finally:
         for client in [*clients, probe]:
@@ -133,7 +145,7 @@ async def _scenario(url: str, pid: int) -> dict[str, object]:
 
 
 def test_sigterm_finishes_requests_in_flight_and_refuses_new_ones(server: Server) -> None:
-    result = asyncio.run(_scenario(server.url, server.process.pid))
+    result = asyncio.run(_scenario(server))
     assert result["in_flight"] == 3 + HELD, result
 
     answers = result["answers"]
@@ -149,6 +161,7 @@ def test_sigterm_finishes_requests_in_flight_and_refuses_new_ones(server: Server
     # A new connection is refused at once, not parked until the drain ends.
     assert isinstance(result["late"], httpx.ConnectError), result["late"]
     assert result["late_seconds"] < 2.0, result
+    assert result["stop_seconds"] < 10.0, result  # the listener closes promptly on SIGTERM
 
     code = server.process.wait(timeout=60)
     assert code == 0, server.log()[-3000:]
