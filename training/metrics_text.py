@@ -95,6 +95,11 @@ def render_report(report: dict[str, Any], name: str = "") -> str:
             f"classifier: {classifier['file']} (sha256 {classifier['sha256'][:12]}...), "
             f"accuracy on real test images {100 * classifier['accuracy_on_real_test']:.2f} %"
         )
+    real_pixels = report.get("real_pixels")
+    # Every table header repeats it: a table pasted alone must not pass for one on the originals.
+    of_real = f" (real images: {real_pixels})" if real_pixels else ""
+    if real_pixels:
+        out.append(f"real images: {real_pixels}; every figure below is measured against these")
     sizes = report.get("sizes")
     if sizes:
         out.append(
@@ -122,7 +127,10 @@ def render_report(report: dict[str, Any], name: str = "") -> str:
 
     sets = report.get("sets", {})
     if "generated_mean" in sets:
-        out += ["", "quality in the classifier's feature space, each set against the reference"]
+        out += [
+            "",
+            f"quality in the classifier's feature space, each set against the reference{of_real}",
+        ]
         columns = [f"gen {_seed(a)}.." for a, _ in seed_sets] + ["gen mean"]
         columns += [SET_LABELS[k] for k in SET_LABELS if k in sets]
         rows = []
@@ -150,10 +158,11 @@ def render_report(report: dict[str, Any], name: str = "") -> str:
 
     block = report.get("swd")
     if block:
+        swd_pixels = f", {block['real_pixels']}" if block.get("real_pixels") else ""
         out += [
             "",
             f"sliced Wasserstein distance x 1e3 ({block['n_per_set']} images per set; "
-            f"reference: {block['reference']}); lower is closer",
+            f"reference: {block['reference']}{swd_pixels}); lower is closer",
         ]
         sets = block["sets"]
         names = [f"gen {_seed(a)}.." for a, _ in seed_sets][: len(sets["generated"])]
@@ -169,7 +178,11 @@ def render_report(report: dict[str, Any], name: str = "") -> str:
 
     summary = report.get("summary")
     if summary:
-        out += ["", "targets (issue 13): generated mean over seed sets vs the real-data figure"]
+        issue = summary.get("issue", "issue 13")
+        out += [
+            "",
+            f"targets ({issue}): generated mean over seed sets vs the real-data figure{of_real}",
+        ]
         rows = [
             [
                 t["target"],
@@ -191,8 +204,11 @@ def render_report(report: dict[str, Any], name: str = "") -> str:
         out += [
             "",
             f"realness battery (positives: {realness.get('positives') or 'none'}; needed: AUC >= "
-            f"{targets['auc_at_least']}, mean realness <= {targets['mean_realness_at_most']})",
+            f"{targets['auc_at_least']}, mean realness <= {targets['mean_realness_at_most']})"
+            + of_real,
         ]
+        if realness.get("other_dataset_left_out"):
+            out.append(f"  other dataset left out: {realness['other_dataset_left_out']}")
         rows = [
             [
                 REALNESS_LABELS.get(key, key)

@@ -29,15 +29,31 @@ def _subset(n_total: int, n: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n_total, n, replace=False))
 
 
-def _split(dataset: str, split: str, root: str | None) -> np.ndarray:
+def labelled_split(
+    dataset: str, split: str, root: str | None = None
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """``(images uint8 (N, C, H, W), labels int64 (N,), pixels)`` of a split of an IDX dataset,
+    stacked-mnist or cifar10; ``pixels`` says what the pixels are ("original" or which copy).
+
+    Raises DatasetNotFound / FileNotFoundError when the files are not here.
+    """
     if dataset in IDX_DATASETS:
-        return load_split(dataset, split, root)[0][:, None]
+        images, labels = load_split(dataset, split, root)
+        return images[:, None], labels.astype(np.int64), "original"
     if dataset == stacked_mnist.NAME:
-        return stacked_mnist.load_stacked(split, root)[0]
+        images, modes = stacked_mnist.load_stacked(split, root)
+        return images, modes, "original"
+    if dataset != "cifar10":
+        raise ValueError(f"no real images known for dataset {dataset!r}")
     copies = cifar10.local_copies(data_root(root))
     if not copies:
         raise FileNotFoundError(f"no CIFAR-10 copy under {data_root(root) / 'cifar10'}")
-    return cifar10.load(copies[0], split)[0]
+    images, labels, info = cifar10.load(copies[0], split)
+    return images, labels, str(info["pixels"])
+
+
+def _split(dataset: str, split: str, root: str | None) -> np.ndarray:
+    return labelled_split(dataset, split, root)[0]
 
 
 def reference_and_held_out(

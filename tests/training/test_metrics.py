@@ -10,20 +10,19 @@ models that have no classifier (a report that says so, no crash).
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import onnx
 import pytest
 from fixtures.real_data import require_real_data
+from fixtures.replay_models import conditional_replay_generator as _conditional_replay_generator
+from fixtures.replay_models import model_folder as _model_folder
+from fixtures.replay_models import replay_generator as _replay_generator
 from fixtures.tiny_models import build_tiny_model
-from onnx import TensorProto, helper, numpy_helper
 
 from contract.pixels import to_uint8
 from training import metrics as M
@@ -304,105 +303,6 @@ def test_aggregate_gives_mean_and_range_per_field() -> None:
 # ------------------------------------------------------------------------- model folders ----
 
 
-def _save(graph: onnx.GraphProto, path: Path) -> str:
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    model.ir_version = 9
-    onnx.checker.check_model(model)
-    data = model.SerializeToString()
-    path.write_bytes(data)
-    return hashlib.sha256(data).hexdigest()
-
-
-def _const(name: str, value: np.ndarray) -> onnx.TensorProto:
-    return numpy_helper.from_array(value, name)
-
-
-def _replay_generator(path: Path, table: np.ndarray) -> str:
-    """z (B, K) -> table[argmax(z)]: each seed replays one of K images (range [-1, 1])."""
-    graph = helper.make_graph(
-        [
-            helper.make_node("ArgMax", ["z"], ["idx"], axis=1, keepdims=0),
-            helper.make_node("Gather", ["table", "idx"], ["images"], axis=0),
-        ],
-        "replay_generator",
-        [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["B", len(table)])],
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["B", 1, 28, 28])],
-        initializer=[_const("table", table)],
-    )
-    return _save(graph, path)
-
-
-def _conditional_replay_generator(path: Path, table: np.ndarray) -> str:
-    """z (B, M), class (B,) -> table[class, argmax(z)]: one of M images of the table's row."""
-    k, m = table.shape[:2]
-    graph = helper.make_graph(
-        [
-            helper.make_node("ArgMax", ["z"], ["pick"], axis=1, keepdims=0),
-            helper.make_node("Mul", ["class", "m"], ["row"]),
-            helper.make_node("Add", ["row", "pick"], ["idx"]),
-            helper.make_node("Gather", ["table", "idx"], ["images"], axis=0),
-        ],
-        "conditional_replay_generator",
-        [
-            helper.make_tensor_value_info("z", TensorProto.FLOAT, ["B", m]),
-            helper.make_tensor_value_info("class", TensorProto.INT64, ["B"]),
-        ],
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["B", 1, 28, 28])],
-        initializer=[
-            _const("table", table.reshape(k * m, 1, 28, 28)),
-            _const("m", np.array(m, dtype=np.int64)),
-        ],
-    )
-    return _save(graph, path)
-
-
-def _template_discriminator(path: Path, templates: np.ndarray) -> str:
-    """logits = <x, template_k> / 784: (B,) for one template, (B, K) for K (one per class)."""
-    k = len(templates)
-    graph = helper.make_graph(
-        [
-            helper.make_node("Reshape", ["images", "flat_shape"], ["flat"]),
-            helper.make_node("MatMul", ["flat", "w"], ["score"]),
-            helper.make_node("Reshape", ["score", "out_shape"], ["logits"]),
-        ],
-        "template_discriminator",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["B", 1, 28, 28])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["B"] if k == 1 else ["B", k])],
-        initializer=[
-            _const("w", (templates.reshape(k, 784).T / 784).astype(np.float32)),
-            _const("flat_shape", np.array([-1, 784], dtype=np.int64)),
-            _const("out_shape", np.array([-1] if k == 1 else [-1, k], dtype=np.int64)),
-        ],
-    )
-    return _save(graph, path)
-
-
-def _model_folder(
-    root: Path,
-    name: str,
-    generator: Any,
-    templates: np.ndarray,
-    dataset: str = "mnist",
-    conditioning: dict | None = None,
-) -> Path:
-    """A tiny fixture folder whose generator and discriminator are replaced by ours."""
-    folder = build_tiny_model(root, name=name, seed=1)
-    manifest = json.loads((folder / "model.json").read_text())
-    manifest["onnx"]["generator"]["sha256"] = generator(folder / "generator.onnx")
-    z_input = onnx.load(folder / "generator.onnx").graph.input[0]
-    manifest["z_dim"] = z_input.type.tensor_type.shape.dim[1].dim_value
-    manifest["onnx"]["discriminator"]["sha256"] = _template_discriminator(
-        folder / "discriminator.onnx", templates
-    )
-    manifest["training"]["config"]["dataset"] = dataset
-    manifest["evaluation"] = {}
-    if conditioning is not None:
-        manifest["format"] = "gan-model/2"
-        manifest["conditioning"] = conditioning
-    (folder / "model.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    return folder
-
-
 def _as_model_range(u8: np.ndarray) -> np.ndarray:
     return M.from_uint8(u8, (-1.0, 1.0))
 
@@ -428,7 +328,7 @@ def folders(mnist: dict[str, np.ndarray], tmp_path_factory: pytest.TempPathFacto
     by_class = np.stack(
         [_as_model_range(mnist["test"][mnist["test_labels"] == c][:50]) for c in range(10)]
     )
-    class_templates = by_class.reshape(10, 50, 784).mean(axis=1)
+    class_templates = by_class.mean(axis=1)  # (10, 1, 28, 28): one template per class
     conditioning = {"classes": [str(c) for c in range(10)], "input": "class"}
     return {
         "memoriser": _model_folder(
