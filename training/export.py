@@ -348,21 +348,9 @@ def write_model_card(
         "## Evaluation",
         "",
     ]
-    if ev:
-        from training.metrics_text import render_report
+    from training.metrics_text import model_card_evaluation
 
-        lines += [
-            "```text",
-            render_report(ev, f"models/{manifest['name']}"),
-            "```",
-            "",
-            "Every figure, per seed set, is under `evaluation` in model.json. "
-            f"Rerun: `python -m training.metrics models/{manifest['name']} --write` (EVALUATION.md explains each figure).",
-        ]
-    else:
-        lines.append(
-            f"Not evaluated at export (`--no-eval`); run `python -m training.metrics models/{manifest['name']} --write`."
-        )
+    lines += model_card_evaluation(ev, manifest["name"])
     (folder / "README.md").write_text("\n".join(lines) + "\n")
 
 

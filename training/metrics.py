@@ -53,7 +53,7 @@ from contract.manifest import Manifest, read_manifest
 from contract.onnx_runtime import cpu_session
 from training import metrics_datasets as datasets
 from training import real_images, stacked_mnist, swd
-from training.metrics_text import render_report
+from training.metrics_text import render_report, replace_card_evaluation
 from training.neighbours import Manifold, nearest_sq_distances, precision_recall_density_coverage
 from training.reference_images import (
     AFFINE_MAX_DEGREES,
@@ -1367,7 +1367,18 @@ def write_evaluation(path: Path | str, report: dict[str, Any]) -> None:
 
     manifest = dict(read_manifest(Path(path)).raw)
     manifest["evaluation"] = report
+    card = Path(path) / "README.md"
+    # The exporter's model card shows the evaluation too (a hand-written README is kept).
+    text = (
+        replace_card_evaluation(card.read_text(), report, manifest["name"])
+        if card.is_file()
+        else None
+    )
     write_manifest(Path(path), manifest)
+    if text is not None:
+        tmp = card.with_name(".README.md.tmp")
+        tmp.write_text(text)
+        tmp.replace(card)
 
 
 def _seed_sets(text: str) -> tuple[int, ...]:

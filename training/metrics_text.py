@@ -237,3 +237,31 @@ def render_report(report: dict[str, Any], name: str = "") -> str:
         extra = f" (real reference {cached} s, once per process)" if cached is not None else ""
         out += ["", f"seconds: {report['seconds']}{extra}", f"rerun: {report.get('command')}"]
     return "\n".join(out)
+
+
+def model_card_evaluation(report: dict[str, Any] | None, name: str) -> list[str]:
+    """The lines under "## Evaluation" in a model folder's README, from its evaluation report.
+
+    Shared by the exporter (which writes the whole card) and ``training.metrics --write`` (which
+    replaces only this section), so an evaluation run after export shows up in the card too.
+    """
+    rerun = f"python -m training.metrics models/{name} --write"
+    if not report:
+        return [f"Not evaluated at export (`--no-eval`); run `{rerun}`."]
+    return [
+        "```text",
+        render_report(report, f"models/{name}"),
+        "```",
+        "",
+        "Every figure, per seed set, is under `evaluation` in model.json. "
+        f"Rerun: `{rerun}` (EVALUATION.md explains each figure).",
+    ]
+
+
+def replace_card_evaluation(card: str, report: dict[str, Any], name: str) -> str | None:
+    """``card`` with everything after its "## Evaluation" heading replaced by ``report``; None
+    for a README without that heading (not the exporter's card: a hand-written one is kept)."""
+    head, sep, _ = card.partition("\n## Evaluation\n")
+    if not sep:
+        return None
+    return head + sep + "\n" + "\n".join(model_card_evaluation(report, name)) + "\n"

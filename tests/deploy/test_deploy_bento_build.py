@@ -30,7 +30,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 BIN = Path(sys.executable).parent
 BENTOFILES = {"cpu": REPO / "bentofile.yaml", "gpu": REPO / "deploy/bento/bentofile.gpu.yaml"}
-BUNDLED = [REPO / "models" / name for name in ("mnist-dcgan", "fashion-dcgan", "stacked-mnist")]
+BUNDLED = [
+    REPO / "models" / name
+    for name in ("mnist-dcgan", "fashion-dcgan", "stacked-mnist", "cifar10-cgan")
+]
 
 
 @dataclass
@@ -64,6 +67,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Home:
         "mnist-dcgan",
         "fashion-dcgan",
         "stacked-mnist",
+        "cifar10-cgan",
     ]
     return home
 
@@ -193,6 +197,7 @@ def test_an_exported_bento_carries_its_models(
     with tarfile.open(archive) as tar:
         tar.extractall(bento, filter="data")
     assert sorted(p.name for p in (bento / "models").iterdir()) == [
+        "cifar10-cgan",
         "fashion-dcgan",
         "mnist-dcgan",
         "stacked-mnist",

@@ -17,6 +17,7 @@ import pytest
 from fixtures.fake_data import write_idx
 
 from training import cond_sweep as cs
+from training import metrics
 from training.train import build_parser, resolve_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,8 +85,16 @@ def test_every_threshold_training_metrics_writes_is_understood() -> None:
     source = (ROOT / "training" / "metrics.py").read_text()
     needed = set(re.findall(r'"((?:ratio|value) [<>=]+ [^"]+)"', source))
     needed = {t for t in needed if "{" not in t}  # the f-string one: its factors are below
-    assert {"ratio < 1", "ratio <= 2", "value <= reference + 2 SE"} <= needed
-    for text in needed | {f"ratio >= {f}" for f in (0.85, 0.9, 0.75, 0.95, 0.98)}:
+    assert {"ratio < 1", "value <= reference + 2 SE"} <= needed
+    # The f-string thresholds, with the factors every dataset's targets really use.
+    formatted: set[str] = set()
+    for t in {*metrics.TARGETS.values(), metrics.ISSUE_13}:
+        formatted |= {f"ratio >= {f}" for _, _, f in t.ratio_at_least}
+        formatted.add(f"ratio >= {t.class_agreement_factor}")
+        if t.fid_affine_factor is not None:
+            formatted.add(f"ratio <= {t.fid_affine_factor:g}")
+    assert "ratio <= 2" in formatted  # issue 13's affine row
+    for text in needed | formatted:
         cs.margin(_target(text, 1.0, True, value=0.01, reference_value=0.01))
 
 

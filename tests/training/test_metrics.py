@@ -537,6 +537,27 @@ def test_cli_prints_what_it_could_not_compute(tmp_path: Path) -> None:
     assert "pixel statistics" in done.stdout
 
 
+def test_write_refreshes_the_model_cards_evaluation_and_keeps_the_rest(tmp_path: Path) -> None:
+    """An export with --no-eval, evaluated later: the card must not keep saying 'not evaluated'."""
+    from training.metrics_text import model_card_evaluation
+
+    folder = _shaped_model(tmp_path, (3, 32, 32), "folder:/photos")
+    name = json.loads((folder / "model.json").read_text())["name"]
+    head = f"# {name}\n\nHow it was trained: kept verbatim.\n\n## Evaluation\n\n"
+    (folder / "README.md").write_text(head + "\n".join(model_card_evaluation(None, name)) + "\n")
+    report = M.evaluate_model_dir(folder, 50, seed_sets=(0,))
+    M.write_evaluation(folder, report)
+    card = (folder / "README.md").read_text()
+    assert card.startswith(head) and "Not evaluated at export" not in card
+    assert "pixel statistics" in card and card.count("## Evaluation") == 1
+    assert json.loads((folder / "model.json").read_text())["evaluation"] == report
+    # A hand-written README (no exporter's Evaluation heading) is left as it is.
+    (folder / "README.md").write_text("# my own notes\n")
+    M.write_evaluation(folder, {**report, "format": "changed"})
+    assert (folder / "README.md").read_text() == "# my own notes\n"
+    assert json.loads((folder / "model.json").read_text())["evaluation"]["format"] == "changed"
+
+
 # ----------------------------------------------------------------------------- realness ----
 
 

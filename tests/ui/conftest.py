@@ -63,15 +63,15 @@ def _find(env: str, name: str) -> str | None:
 @pytest.fixture(scope="session")
 def ui_server(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """tiny-a (default), tiny-b, tiny-c (class-conditional), blobs (smooth RGB images) and the
-    bundled mnist-dcgan (the screenshot's)."""
+    bundled mnist-dcgan (the screenshot's) and cifar10-cgan (colour, class-conditional)."""
     models = tmp_path_factory.mktemp("ui_models")
     for folder in tiny_models_dir.iterdir():
         shutil.copytree(folder, models / folder.name)
     build_conditional_model(models, name="tiny-c")
     build_smooth_model(models)
-    shutil.copytree(
-        Path(__file__).resolve().parents[2] / "models" / "mnist-dcgan", models / "mnist-dcgan"
-    )
+    bundled = Path(__file__).resolve().parents[2] / "models"
+    for name in ("mnist-dcgan", "cifar10-cgan"):
+        shutil.copytree(bundled / name, models / name)
     srv = launch(models, tmp_path_factory.mktemp("bentoml_home_ui"))
     try:
         wait_ready(srv)

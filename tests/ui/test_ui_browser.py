@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 import uvicorn
 from PIL import Image
@@ -80,7 +81,7 @@ def test_page_is_served_locally_and_lists_models(browser: Any, ui_server: Server
     options = [
         o.get_attribute("value") for o in browser.find_elements("css selector", "#model option")
     ]
-    assert options == ["blobs", "mnist-dcgan", "tiny-a", "tiny-b", "tiny-c"]
+    assert options == ["blobs", "cifar10-cgan", "mnist-dcgan", "tiny-a", "tiny-b", "tiny-c"]
     assert browser.find_element("id", "model").get_attribute("value") == "tiny-a"
     assert "28×28 grey" in browser.find_element("id", "model-info").text
     # No CDN: every resource the page loaded came from the server itself.
@@ -126,6 +127,45 @@ def test_class_picker_of_a_conditional_model(browser: Any, ui_server: Server) ->
         )
     Select(browser.find_element("id", "model")).select_by_value("tiny-a")
     assert not browser.find_element("id", "class-field").is_displayed()
+
+
+def test_the_colour_model_is_shown_in_colour(browser: Any, ui_server: Server) -> None:
+    """cifar10-cgan's horses as chromium draws them: the API's PNGs, and colour on the canvas
+    (R and B differ), not grey copied to three channels."""
+    from selenium.webdriver.support.ui import Select
+
+    _open(browser, ui_server)
+    Select(browser.find_element("id", "model")).select_by_value("cifar10-cgan")
+    assert "32×32 RGB" in browser.find_element("id", "model-info").text
+    picker = Select(browser.find_element("id", "class"))
+    assert "7 · horse" in [o.text for o in picker.options]
+    picker.select_by_visible_text("7 · horse")
+    _set(browser, "seed", "5")
+    _set(browser, "n", "4")
+    browser.find_element("id", "generate-btn").click()
+    body = {"seed": 5, "n": 4, "model": "cifar10-cgan", "class": "horse"}
+    api = httpx.post(f"{ui_server.url}/generate", json=body, timeout=30).json()
+    expected = [f"data:image/png;base64,{i['png']}" for i in api["images"]]
+    _wait(
+        browser,
+        lambda d: (
+            [i["src"] for i in _loaded_images(d, "#grid img")] == expected
+            and all(i["complete"] and i["w"] == 32 for i in _loaded_images(d, "#grid img"))
+        ),
+        "the four horses",
+    )
+    spread = browser.execute_script(
+        "const img = document.querySelector('#grid img');"
+        "const c = document.createElement('canvas'); c.width = 32; c.height = 32;"
+        "const g = c.getContext('2d'); g.drawImage(img, 0, 0);"
+        "const p = g.getImageData(0, 0, 32, 32).data; let s = 0;"
+        "for (let i = 0; i < p.length; i += 4) s += Math.abs(p[i] - p[i + 2]);"
+        "return s / (p.length / 4);"
+    )
+    first = np.asarray(Image.open(io.BytesIO(base64.b64decode(api["images"][0]["png"]))))
+    want = np.abs(first[..., 0].astype(int) - first[..., 2]).mean()
+    assert want > 5 and abs(spread - want) < 0.5, (spread, want)
+    Select(browser.find_element("id", "model")).select_by_value("tiny-a")  # the page keeps it
 
 
 def test_generate_walk_and_score(browser: Any, ui_server: Server, tmp_path: Path) -> None:
