@@ -1,7 +1,7 @@
 """Stacked MNIST, run and reported: collapse (plain DCGAN) and its fix side by side, per seed.
 
     python -m training.stacked_mnist_bench --runs-dir runs/stacked-mnist --out docs/ \\
-        [--recipes pacgan2,dcgan] [--seeds 0,1,2] [--workers 2] [--steps N]
+        [--recipes pacgan2,dcgan] [--seeds 0,1,2] [--workers 2] [--steps N] [--keep-runs]
 
 For every recipe (``training/recipes/stacked-mnist-<recipe>.toml``) and seed it trains a run
 folder ``RUNS_DIR/<recipe>-s<seed>`` (resumed when a checkpoint is there, skipped when finished),
@@ -48,6 +48,7 @@ PUBLISHED = [
 DESCRIPTIONS = {
     "dcgan": "plain DCGAN: ns loss, Adam 2e-4 (0.5, 0.999), constant rate, D judges single images",
     "pacgan2": "the same DCGAN + PacGAN2 (D judges pairs) + EMA 0.999 of G + linear lr decay over the last half",
+    "hinge": "the bundled MNIST model's recipe, unconditional: hinge loss, spectral norm in D, TTUR (lr D 4e-4, G 1e-4), Adam (0, 0.9), EMA 0.999 of G, linear lr decay over the last half",
 }
 
 
@@ -204,6 +205,14 @@ def render(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def merge_runs(kept: list[dict[str, Any]], scored: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``kept`` runs, each replaced by the ``scored`` run of the same recipe and seed, then the
+    scored runs that are new: what ``--keep-runs`` writes."""
+    fresh = {(r["recipe"], r["seed"]): r for r in scored}
+    merged = [fresh.pop((r["recipe"], r["seed"]), r) for r in kept]
+    return merged + list(fresh.values())
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     return f"{os.cpu_count()} CPUs ({cpu}), {platform.system()}, Python {platform.python_version()}"
@@ -220,6 +229,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=2, help="runs trained at once (one thread each)")
     p.add_argument("--steps", type=int, help="override the recipes' steps (e.g. a quick check)")
     p.add_argument("--report-only", action="store_true", help="score and render what exists")
+    p.add_argument(
+        "--keep-runs",
+        action="store_true",
+        help="keep the runs already in OUT's results file that this call does not score "
+        "(a new recipe added to the table without re-training or re-reading the old run folders)",
+    )
     args = p.parse_args(argv)
     recipes = [r for r in args.recipes.split(",") if r]
     for recipe in recipes:
@@ -236,6 +251,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv_text = " ".join(
         ["python -m training.stacked_mnist_bench", *(argv if argv is not None else sys.argv[1:])]
     )
+    results_file = args.out / "stacked-mnist-results.json"
+    if args.keep_runs and results_file.is_file():
+        previous = json.loads(results_file.read_text())
+        runs = merge_runs(previous["runs"], runs)
+        argv_text = f"{previous['command']}`, then `{argv_text}"
     results = {
         "command": argv_text,
         "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -247,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "runs": runs,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "stacked-mnist-results.json").write_text(json.dumps(results, indent=1) + "\n")
+    results_file.write_text(json.dumps(results, indent=1) + "\n")
     text = render(results)
     notes = args.out / NOTES_NAME
     if notes.is_file():  # the hand-written reading of the figures, kept across re-renders

@@ -70,3 +70,20 @@ def test_render_puts_runs_beside_real_data_and_the_papers() -> None:
     assert "| 1 of 2 |" in text
     assert "| **dcgan** | 0 | 700 | 0.900 |" in text and "| 0 of 1 |" in text
     assert "*real stacked test images*" in text and "*published VEEGAN*" in text
+
+
+def test_keep_runs_replaces_a_rescored_run_and_appends_new_ones() -> None:
+    kept = [
+        {"recipe": "pacgan2", "seed": 0, "kl": 0.18},
+        {"recipe": "dcgan", "seed": 0, "kl": 0.17},
+    ]
+    scored = [
+        {"recipe": "dcgan", "seed": 0, "kl": 0.16},
+        {"recipe": "hinge", "seed": 0, "kl": 0.11},
+    ]
+    merged = bench.merge_runs(kept, scored)
+    assert [(r["recipe"], r["kl"]) for r in merged] == [
+        ("pacgan2", 0.18),
+        ("dcgan", 0.16),
+        ("hinge", 0.11),
+    ]
