@@ -47,7 +47,7 @@ import onnxruntime as ort
 import scipy.linalg
 
 from contract import pixels
-from contract.files import sha256_file
+from contract.files import atomic_write_text, sha256_file
 from contract.latents import classes_for_seeds, latents
 from contract.manifest import Manifest, read_manifest
 from contract.onnx_runtime import cpu_session
@@ -1376,9 +1376,7 @@ def write_evaluation(path: Path | str, report: dict[str, Any]) -> None:
     )
     write_manifest(Path(path), manifest)
     if text is not None:
-        tmp = card.with_name(".README.md.tmp")
-        tmp.write_text(text)
-        tmp.replace(card)
+        atomic_write_text(card, text)
 
 
 def _seed_sets(text: str) -> tuple[int, ...]:

@@ -23,10 +23,6 @@ MODELS = Path(__file__).resolve().parents[2] / "models"
 NAME = "cifar10-cgan"
 HORSE, SHIP = 7, 8
 
-pytestmark = pytest.mark.skipif(
-    not (MODELS / NAME / "model.json").is_file(), reason=f"models/{NAME} is not in this checkout"
-)
-
 
 @pytest.fixture(scope="module")
 def store() -> ModelStore:
